@@ -1,0 +1,229 @@
+"""Hyperparameter search per model with Optuna, on a validation split carved out of the training data.
+
+The test split never reaches this module: `tune` receives training interactions only and carves its own
+validation split from them. Models are duck-typed (`TunableModel`): the class proposes its parameters for a
+trial, is built with them, fitted and asked for recommendations, which are scored with a metric from
+`recstack.evaluation.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self
+
+import numpy as np
+import pandas as pd
+
+from recstack.errors import ConfigurationError, MissingExtra, RecstackError
+
+from . import metrics as m
+from .splits import Split, stratified_by_user
+
+__all__ = [
+    "TrialProgress",
+    "TunableModel",
+    "TuningResult",
+    "tune",
+    "validation_split",
+]
+
+logger = logging.getLogger(__name__)
+
+# Trials that fail with one of these are recorded as failed and the search goes on; anything else is a bug.
+TRIAL_ERRORS: tuple[type[Exception], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
+class TunableModel(Protocol):
+    """What `tune` needs from a model class (see `recstack.models.base` for the full interface)."""
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Suggest constructor keywords on an `optuna.Trial` and return them."""
+        ...
+
+    def fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Self: ...
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool = True) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    """Reported after each finished trial. `value` is None for a failed trial; times are seconds."""
+
+    number: int
+    value: float | None
+    best_value: float | None
+    params: dict[str, Any]
+    trial_s: float
+    elapsed_s: float
+    n_trials: int | None
+    timeout_s: float | None
+
+
+ProgressCallback = Callable[[TrialProgress], None]
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """Outcome of a search: the winning constructor keywords and their validation score, plus every trial
+    (`trials`: Optuna's trials table: number, value, state, duration, `params_*` columns)."""
+
+    model: str
+    metric: str
+    k: int
+    best_params: dict[str, Any]
+    best_value: float
+    trials: pd.DataFrame = field(repr=False)
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary, to save with the fitted model."""
+        return {
+            "model": self.model,
+            "metric": f"{self.metric}@{self.k}",
+            "best_params": self.best_params,
+            "best_value": self.best_value,
+            "n_trials": len(self.trials),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+_METRICS: Mapping[str, Callable[[pd.DataFrame, pd.DataFrame, int], float]] = {
+    "ndcg": m.ndcg,
+    "precision": m.precision,
+    "recall": m.recall,
+    "map": m.map_at_k,
+    "hit_rate": m.hit_rate,
+    "mrr": m.mrr,
+}
+
+
+def validation_split(train: pd.DataFrame, ratio: float = 0.75, seed: int = 1) -> Split:
+    """Carve a validation split out of training data: per-user stratified, `ratio` kept for fitting.
+
+    The seed differs from the usual test-split seed (42) on purpose, so that a caller who carves both from
+    the same frame does not draw the same permutation twice.
+    """
+    return stratified_by_user(train, ratio=ratio, seed=seed)
+
+
+def tune(
+    model_cls: type[TunableModel],
+    train: pd.DataFrame,
+    *,
+    items: pd.DataFrame | None = None,
+    metric: str = "ndcg",
+    k: int = 10,
+    n_trials: int | None = 20,
+    timeout_s: float | None = None,
+    seed: int = 42,
+    validation_ratio: float = 0.75,
+    progress: ProgressCallback | None = None,
+) -> TuningResult:
+    """Search `model_cls`'s hyperparameters to maximise `metric`@`k` on a validation split of `train`.
+
+    Each trial builds `model_cls(**model_cls.search_space(trial))`, fits it on the fitting part, recommends
+    `k` unseen items to every validation user and scores them. The search stops after `n_trials` trials or
+    once `timeout_s` seconds have passed, whichever comes first; it also declines to start a trial that
+    would, at the mean trial duration so far, end after the budget. At least one trial always runs. The
+    sampler (TPE) is seeded with `seed`, so a search with the same budget in trials is reproducible.
+
+    Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
+    failed.
+    """
+    try:
+        import optuna
+    except ImportError as exc:
+        raise MissingExtra("optuna", "models") from exc
+    if metric not in _METRICS:
+        raise ConfigurationError(f"unknown tuning metric {metric!r}; choose from {sorted(_METRICS)}")
+    if n_trials is None and timeout_s is None:
+        raise ConfigurationError("tuning needs n_trials, timeout_s or both")
+    fit_part, held_out = validation_split(train, ratio=validation_ratio)
+    users = list(pd.unique(held_out["user_id"]))
+    score = _METRICS[metric]
+    name = getattr(model_cls, "__name__", str(model_cls))
+
+    def objective(trial: optuna.Trial) -> float:
+        params = model_cls.search_space(trial)
+        model = model_cls(**params).fit(fit_part, items=items)
+        recommendations = model.recommend(users, k, exclude_seen=True)
+        return score(recommendations, held_out, k)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    budget = _Budget(time.perf_counter(), timeout_s, n_trials, progress)
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout_s,
+        catch=TRIAL_ERRORS,
+        callbacks=[budget],
+        gc_after_trial=False,
+    )
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise RecstackError(f"every tuning trial of {name} failed; see the log for the errors")
+    elapsed = time.perf_counter() - budget.started
+    logger.info(
+        "tuned %s: %d trials in %.1fs, best %s@%d=%.4f with %s",
+        name,
+        len(study.trials),
+        elapsed,
+        metric,
+        k,
+        study.best_value,
+        study.best_params,
+    )
+    return TuningResult(
+        model=name,
+        metric=metric,
+        k=k,
+        best_params=dict(study.best_trial.params),
+        best_value=float(study.best_value),
+        trials=study.trials_dataframe(),
+        elapsed_s=elapsed,
+    )
+
+
+@dataclass
+class _Budget:
+    """Optuna callback: reports progress and stops the study before a trial that would overrun the time."""
+
+    started: float
+    timeout_s: float | None
+    n_trials: int | None
+    progress: ProgressCallback | None
+    durations: list[float] = field(default_factory=list)
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        duration = trial.duration.total_seconds() if trial.duration is not None else 0.0
+        self.durations.append(duration)
+        elapsed = time.perf_counter() - self.started
+        value = float(trial.value) if trial.value is not None else None
+        try:
+            best: float | None = float(study.best_value)
+        except ValueError:
+            best = None
+        if value is None:
+            logger.warning("tuning trial %d failed with params %s", trial.number, trial.params)
+        if self.progress is not None:
+            self.progress(
+                TrialProgress(
+                    number=trial.number,
+                    value=value,
+                    best_value=best,
+                    params=dict(trial.params),
+                    trial_s=duration,
+                    elapsed_s=elapsed,
+                    n_trials=self.n_trials,
+                    timeout_s=self.timeout_s,
+                )
+            )
+        if self.timeout_s is not None and elapsed + float(np.mean(self.durations)) > self.timeout_s:
+            logger.info(
+                "tuning stops after %d trials: the next would overrun %.1fs", trial.number + 1, self.timeout_s
+            )
+            study.stop()

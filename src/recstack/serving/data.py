@@ -1,0 +1,267 @@
+"""What the serving path reads from the operational store, as narrow indexed queries.
+
+The `Store` protocol is built for bulk ingestion and training snapshots; a request needs one user's recent
+events or the catalogue's filter columns, so these read the SQL tables directly (SQLite and PostgreSQL
+alike, through the store's SQLAlchemy engine). The store stays the source of truth shared by every
+worker process: an event one worker accepted is seen by all of them on their next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from recstack.errors import BackendUnavailable, ConfigurationError
+from recstack.storage import Store
+from recstack.storage import tables as t
+from recstack.storage.sql import SqlStore
+
+__all__ = ["Catalog", "History", "HistoryReader", "engine_of", "existing_ids", "load_catalog", "ping"]
+
+DAY_MS = 86_400_000
+
+
+def engine_of(store: Store) -> sa.Engine:
+    if not isinstance(store, SqlStore):
+        raise ConfigurationError(f"the serving layer needs a SQL store, got {type(store).__name__}")
+    return store.engine
+
+
+def _run(engine: sa.Engine, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(query, params or {}).all())
+    except sa.exc.OperationalError as exc:
+        raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
+
+
+def ping(store: Store) -> bool:
+    try:
+        _run(engine_of(store), sa.text("SELECT 1"))
+    except (BackendUnavailable, sa.exc.SQLAlchemyError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class History:
+    """One user's most recent events, newest first (parallel lists)."""
+
+    item_ids: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
+
+
+class HistoryReader:
+    """Reads one user's newest events on a raw driver connection kept per thread.
+
+    This is the one query on the request path, so it skips SQLAlchemy's statement building (several times
+    the query's own cost on SQLite). Connections are autocommit (PostgreSQL) or outside any transaction
+    (SQLite reads), so every read sees the latest committed events; a connection that fails is dropped
+    and the next call opens a new one.
+    """
+
+    def __init__(self, store: Store, limit: int = 500) -> None:
+        self.engine = engine_of(store)
+        self.limit = limit
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self.sql = (
+            f"SELECT item_id, event_type, value FROM interactions WHERE user_id = {mark} "
+            f'ORDER BY "timestamp" DESC LIMIT {int(limit)}'
+        )
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every connection this reader opened (at server shutdown)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self.engine.raw_connection()
+            except sa.exc.OperationalError as exc:
+                raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
+            driver = conn.driver_connection
+            if self.engine.dialect.name == "postgresql" and driver is not None:
+                driver.autocommit = True
+            elif self.engine.dialect.name == "sqlite":
+                # Memory-mapped reads: a request touches a few random index pages, and copying them through
+                # SQLite's small page cache costs more than the lookup itself.
+                cursor = conn.cursor()
+                cursor.execute("PRAGMA mmap_size = 4294967296")
+                cursor.close()
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def __call__(self, user_id: str) -> History:
+        conn = self._connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self.sql, (user_id,))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self._local.conn = None
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            raise BackendUnavailable(f"cannot read the store: {exc}") from exc
+        return History([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+def existing_ids(store: Store, kind: str, ids: list[str]) -> set[str]:
+    """Which of `ids` are stored users (`kind="users"`) or items."""
+    if not ids:
+        return set()
+    column = t.users.c.user_id if kind == "users" else t.items.c.item_id
+    return {r[0] for r in _run(engine_of(store), sa.select(column).where(column.in_(ids)))}
+
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """The catalogue columns filters need, aligned by position, plus trending scores.
+
+    `category_code` numbers categories (-1: none) so a category filter is an integer comparison;
+    `trending` is each item's count of non-skip events in the `window_days` before the newest event,
+    normalised to [0, 1]; `trending_order` sorts positions by it, best first.
+    """
+
+    ids: np.ndarray
+    category: np.ndarray
+    category_code: np.ndarray
+    codes: dict[str, int]
+    available: np.ndarray
+    duration_s: np.ndarray
+    trending: np.ndarray
+    trending_order: np.ndarray
+    position: pd.Index
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, item_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Catalogue positions of `item_ids` (-1 where unknown)."""
+        if len(item_ids) <= 64:
+            lookup = self.lookup
+            return np.array([lookup.get(i, -1) for i in item_ids], dtype=np.int64)
+        return np.asarray(self.position.get_indexer(pd.Index(item_ids, dtype=object)), dtype=np.int64)
+
+    @functools.cached_property
+    def lookup(self) -> dict[str, int]:
+        """Id → position, for the few-ids lookups of the request path (a dict beats an index there)."""
+        return {str(item_id): i for i, item_id in enumerate(self.ids.tolist())}
+
+    def with_unavailable(self, item_ids: set[str]) -> Catalog:
+        """A copy where exactly `item_ids` are unavailable (self when nothing changes)."""
+        available = np.ones(len(self.ids), dtype=bool)
+        if item_ids:
+            pos = self.positions(list(item_ids))
+            available[pos[pos >= 0]] = False
+        if np.array_equal(available, self.available):
+            return self
+        return Catalog(
+            self.ids, self.category, self.category_code, self.codes, available, self.duration_s, self.trending,
+            self.trending_order, self.position,
+        )
+
+    def with_item(self, item_id: str, category: str | None, available: bool, duration_s: float | None) -> Catalog:
+        """A copy with one item inserted or updated (the arrays are never changed in place: readers in
+        other threads keep a consistent view)."""
+        pos = self.position.get_indexer([item_id])[0]
+        duration = np.nan if duration_s is None else float(duration_s)
+        codes = self.codes
+        if category is not None and category not in codes:
+            codes = {**codes, category: len(codes)}
+        code = -1 if category is None else codes[category]
+        if pos >= 0:
+            cats, avail, dur = self.category.copy(), self.available.copy(), self.duration_s.copy()
+            cat_code = self.category_code.copy()
+            cats[pos], avail[pos], dur[pos], cat_code[pos] = category, available, duration, code
+            return Catalog(
+                self.ids, cats, cat_code, codes, avail, dur, self.trending, self.trending_order, self.position
+            )
+        ids = np.append(self.ids, np.array([item_id], dtype=object))
+        trending = np.append(self.trending, np.float32(0.0))
+        return Catalog(
+            ids,
+            np.append(self.category, np.array([category], dtype=object)),
+            np.append(self.category_code, np.int32(code)).astype(np.int32),
+            codes,
+            np.append(self.available, available),
+            np.append(self.duration_s, duration),
+            trending,
+            np.append(self.trending_order, len(self.ids)),
+            pd.Index(ids, dtype=object),
+        )
+
+
+def unavailable_items(store: Store) -> set[str]:
+    """Ids of items marked unavailable (a short list, read often so every worker follows catalogue edits)."""
+    i = t.items.c
+    return {r[0] for r in _run(engine_of(store), sa.select(i.item_id).where(i.available.is_(False)))}
+
+
+def load_catalog(store: Store, window_days: float = 7.0) -> Catalog:
+    """Items (id, category, availability, duration) and trending scores, read in two queries."""
+    engine = engine_of(store)
+    i = t.items.c
+    rows = _run(engine, sa.select(i.item_id, i.category, i.available, i.duration_s).order_by(i.item_id))
+    ids = np.array([r[0] for r in rows], dtype=object)
+    position = pd.Index(ids, dtype=object)
+    trending = np.zeros(len(ids), dtype=np.float32)
+    c = t.interactions.c
+    newest = _run(engine, sa.select(sa.func.max(c.timestamp)))[0][0]
+    if newest is not None and len(ids):
+        since = int(newest) - int(window_days * DAY_MS)
+        counts = _run(
+            engine,
+            sa.select(c.item_id, sa.func.count())
+            .where(c.timestamp >= since, c.event_type != "skip")
+            .group_by(c.item_id),
+        )
+        if counts:
+            pos = position.get_indexer(pd.Index([r[0] for r in counts], dtype=object))
+            values = np.array([r[1] for r in counts], dtype=np.float32)
+            known = pos >= 0
+            trending[pos[known]] = values[known]
+            top = trending.max()
+            if top > 0:
+                trending /= top
+    category = np.array([r[1] for r in rows], dtype=object)
+    code, uniques = pd.factorize(pd.Series(category, dtype=object), use_na_sentinel=True)
+    return Catalog(
+        ids=ids,
+        category=category,
+        category_code=code.astype(np.int32),
+        codes={str(name): i for i, name in enumerate(uniques)},
+        available=np.array([bool(r[2]) for r in rows], dtype=bool),
+        duration_s=np.array([np.nan if r[3] is None else float(r[3]) for r in rows], dtype=np.float64),
+        trending=trending,
+        trending_order=np.argsort(-trending, kind="stable"),
+        position=position,
+    )
+
+
+def stored_event_ids(store: Store, event_ids: list[str]) -> set[str]:
+    """Which of `event_ids` are already stored (so a repeated post is reported as a duplicate)."""
+    if not event_ids:
+        return set()
+    column = t.interactions.c.event_id
+    return {r[0] for r in _run(engine_of(store), sa.select(column).where(column.in_(event_ids)))}

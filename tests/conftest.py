@@ -1,0 +1,95 @@
+"""Shared fixtures: the data sets, and one `store` fixture parametrised over every backend.
+
+A real-backend test never skips silently in CI: with CI=true (or RECSTACK_REQUIRE_SERVERS=1) an unreachable
+server fails the test; elsewhere it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from recstack.storage import Store, open_store
+from recstack.storage.sql import normalise_url
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("RECSTACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def servers_required() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"} or bool(os.environ.get("RECSTACK_REQUIRE_SERVERS"))
+
+
+def unavailable(what: str, reason: str) -> None:
+    message = f"{what} is not reachable ({reason})"
+    if servers_required():
+        pytest.fail(f"{message}; servers are required in CI", pytrace=False)
+    pytest.skip(message)
+
+
+def data_dir() -> Path:
+    env = os.environ.get("RECSTACK_DATA_DIR")
+    if env:
+        return Path(env)
+    for parent in [ROOT, *ROOT.parents]:
+        candidate = parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def movielens_100k() -> Path:
+    path = data_dir() / "movielens-100k"
+    if not (path / "u.data").exists():
+        unavailable("MovieLens-100K", f"no {path}/u.data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[sa.Engine]:
+    engine = sa.create_engine(normalise_url(POSTGRES_URL))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        unavailable(f"PostgreSQL at {POSTGRES_URL}", str(exc).splitlines()[0])
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: sa.Engine) -> Iterator[str]:
+    """A store URL whose tables live in a schema of their own, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with postgres_admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with postgres_admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'recstack.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every store test runs against the embedded default and against the real PostgreSQL server."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    store = open_store(store_url)
+    store.migrate()
+    yield store
+    store.close()

@@ -1,0 +1,48 @@
+"""`recstack serve` as users run it: its own process, settings from the CLI and environment, the default
+(empty) MLflow registry, so it answers with popularity and says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from integration.serving_support import free_port, load, make_world
+from recstack.storage import open_store
+
+
+def test_recstack_serve_answers_from_its_own_process(tmp_path: Path) -> None:
+    world = make_world()
+    store = open_store(f"sqlite:///{tmp_path / 'recstack.db'}")
+    store.migrate()
+    load(store, world)
+    store.close()
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "recstack"), "--home", str(tmp_path), "serve", "--port", str(port)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RECSTACK_")}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server not ready in 90 s"
+            time.sleep(0.3)
+        user = str(world.interactions["user_id"].iloc[0])
+        response = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 4})
+        assert response.status_code == 200
+        assert "no champion" in response.headers["X-Recstack-Fallback"]
+        assert len(response.json()["items"]) == 4
+        assert httpx.get(f"{base}/docs").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,131 @@
+"""Tuning against a fake model: the search finds the good parameter, respects its budgets, never sees test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recstack.errors import ConfigurationError, RecstackError
+from recstack.evaluation.tuning import TrialProgress, tune, validation_split
+
+
+@pytest.fixture
+def train() -> pd.DataFrame:
+    """30 users; item popularity falls with the item number, so 'most popular first' is a good ranking."""
+    rng = np.random.default_rng(0)
+    weights = 1.0 / np.arange(1, 41)
+    rows = []
+    for u in range(30):
+        for i in rng.choice(40, size=12, replace=False, p=weights / weights.sum()):
+            rows.append((f"u{u}", f"i{i}", 1.0, 1_700_000_000_000 + int(i)))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "value", "timestamp"])
+
+
+class ShiftedPopularity:
+    """Recommends items by training popularity, skipping the `shift` most popular: shift 0 is best."""
+
+    fitted_on: ClassVar[list[pd.DataFrame]] = []
+    fit_seconds: ClassVar[float] = 0.0
+
+    def __init__(self, shift: int = 0) -> None:
+        if shift == 7:
+            raise ValueError("shift 7 is not supported")
+        self.shift = shift
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        return {"shift": trial.suggest_int("shift", 0, 8)}
+
+    def fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> ShiftedPopularity:
+        type(self).fitted_on.append(interactions)
+        time.sleep(type(self).fit_seconds)
+        self.ranking = interactions["item_id"].value_counts().index[self.shift :].tolist()
+        self.seen = interactions.groupby("user_id")["item_id"].agg(set).to_dict()
+        return self
+
+    def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool = True) -> pd.DataFrame:
+        rows = []
+        for user in user_ids:
+            seen = self.seen.get(user, set()) if exclude_seen else set()
+            chosen = [item for item in self.ranking if item not in seen][:k]
+            rows += [(user, item, rank + 1, 1.0 / (rank + 1)) for rank, item in enumerate(chosen)]
+        return pd.DataFrame(rows, columns=["user_id", "item_id", "rank", "score"])
+
+
+@pytest.fixture(autouse=True)
+def reset_fake() -> None:
+    ShiftedPopularity.fitted_on = []
+    ShiftedPopularity.fit_seconds = 0.0
+
+
+def test_finds_the_best_parameter_and_reports_each_trial(train: pd.DataFrame) -> None:
+    seen: list[TrialProgress] = []
+    result = tune(ShiftedPopularity, train, n_trials=25, k=5, progress=seen.append)
+    assert result.best_params == {"shift": 0}
+    assert len(result.trials) == 25 and len(seen) == 25
+    assert result.best_value == pytest.approx(result.trials["value"].max())
+    assert [p.number for p in seen] == list(range(25))
+    assert seen[-1].best_value == pytest.approx(result.best_value)
+    assert result.to_dict()["metric"] == "ndcg@5"
+
+
+def test_failed_trials_are_recorded_and_skipped(train: pd.DataFrame) -> None:
+    seen: list[TrialProgress] = []
+    result = tune(ShiftedPopularity, train, n_trials=25, k=5, progress=seen.append)
+    failed = result.trials["state"] == "FAIL"
+    assert failed.any()  # shift 7 raises ValueError; TPE tries it within 25 trials of 9 values
+    assert all(p.value is None for p in seen if p.params.get("shift") == 7)
+
+
+def test_only_the_training_data_is_used_and_split_again(train: pd.DataFrame) -> None:
+    tune(ShiftedPopularity, train, n_trials=2, k=5)
+    fit_part, held_out = validation_split(train)
+    for fitted in ShiftedPopularity.fitted_on:
+        assert len(fitted) == len(fit_part) < len(train)
+        pd.testing.assert_frame_equal(fitted, fit_part)
+    assert not held_out.empty
+
+
+def test_time_budget_stops_the_search(train: pd.DataFrame) -> None:
+    ShiftedPopularity.fit_seconds = 0.2
+    started = time.perf_counter()
+    result = tune(ShiftedPopularity, train, n_trials=1000, timeout_s=1.0, k=5)
+    elapsed = time.perf_counter() - started
+    # each trial takes >= 0.2 s: at most 5 fit in 1 s, and the search declines one that would overrun
+    assert 1 <= len(result.trials) <= 5
+    assert elapsed < 1.0 + 0.5
+    assert result.elapsed_s <= elapsed
+
+
+def test_at_least_one_trial_runs_even_with_a_tiny_budget(train: pd.DataFrame) -> None:
+    ShiftedPopularity.fit_seconds = 0.05
+    result = tune(ShiftedPopularity, train, n_trials=None, timeout_s=0.001, k=5)
+    assert len(result.trials) == 1
+
+
+def test_same_seed_same_search(train: pd.DataFrame) -> None:
+    a = tune(ShiftedPopularity, train, n_trials=6, k=5, seed=3)
+    b = tune(ShiftedPopularity, train, n_trials=6, k=5, seed=3)
+    assert a.trials["params_shift"].tolist() == b.trials["params_shift"].tolist()
+
+
+def test_bad_arguments(train: pd.DataFrame) -> None:
+    with pytest.raises(ConfigurationError):
+        tune(ShiftedPopularity, train, metric="auc", n_trials=1)
+    with pytest.raises(ConfigurationError):
+        tune(ShiftedPopularity, train, n_trials=None, timeout_s=None)
+
+
+def test_all_trials_failing_raises(train: pd.DataFrame) -> None:
+    class Broken(ShiftedPopularity):
+        @classmethod
+        def search_space(cls, trial: Any) -> dict[str, Any]:
+            return {"shift": trial.suggest_int("shift", 7, 7)}
+
+    with pytest.raises(RecstackError):
+        tune(Broken, train, n_trials=2, k=5)

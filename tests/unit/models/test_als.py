@@ -1,0 +1,12 @@
+"""ALS (implicit) meets the Recommender contract and beats popularity."""
+
+from __future__ import annotations
+
+from recstack.models.als import ALS
+
+from .contract import RecommenderContract
+
+
+class TestALS(RecommenderContract):
+    model_class = ALS
+    ndcg_floor = 0.24

@@ -1,0 +1,92 @@
+"""`auto` meets the Recommender contract on a small budget, beats popularity, keeps to its time budget,
+works on watch-time data, round-trips with its members, and skips EASE by the memory rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recstack.evaluation.splits import stratified_by_user
+from recstack.ingestion.synthetic import SyntheticConfig, iter_interactions
+from recstack.models import catalog
+from recstack.models.auto import AutoRecommender
+from recstack.models.base import Recommender
+from recstack.models.popularity import Popularity
+
+from .conftest import Platform
+from .contract import RecommenderContract, ndcg_at_k
+
+SMALL: dict[str, Any] = {
+    "time_budget_s": 20.0,
+    "max_trials": 2,
+    "candidates": ["ease", "rp3beta", "item_knn"],
+    "folds": 2,
+}
+
+
+class TestAuto(RecommenderContract):
+    model_class = AutoRecommender
+    params: ClassVar[dict[str, Any]] = SMALL
+    ndcg_floor = 0.3
+
+
+def test_catalog_builds_auto_from_the_cli_keyword() -> None:
+    model = catalog.create("auto", time_budget_s=12.5)
+    assert isinstance(model, AutoRecommender) and model.config.time_budget_s == 12.5
+
+
+def test_respects_the_budget_and_reports_progress(platform: Platform) -> None:
+    stages: list[tuple[str, float]] = []
+    model = AutoRecommender(time_budget_s=8.0, max_trials=50, candidates=["ease", "item_knn"])
+    model.progress = lambda stage, used: stages.append((stage, used))
+    model.fit(platform.train)
+    assert model.fit_seconds_ is not None and model.fit_seconds_ < 8.0 * 1.5
+    assert stages and stages[-1][0].startswith("done")
+    assert set(model.report_["tuning"]) == {"ease", "item_knn"}
+
+
+def _watch_time_data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = pd.concat(iter_interactions(SyntheticConfig(users=150, items=120, interactions=6_000, seed=3)))
+    epoch = pd.Timestamp(0, tz="UTC")
+    frame["timestamp"] = (frame["timestamp"] - epoch) // pd.Timedelta(milliseconds=1)
+    train, test = stratified_by_user(frame, ratio=0.75, seed=42)
+    watched = test.loc[test["event_type"] != "skip"]
+    return train, watched
+
+
+def test_beats_popularity_on_watch_time_events_with_the_ranker() -> None:
+    train, test = _watch_time_data()
+    users = test["user_id"].unique()
+    params = {**SMALL, "candidates": ["sequence_ease", "rp3beta", "sequence_knn"], "rerank": True}
+    model = AutoRecommender(**params, rerank_margin=0.0).fit(train)
+    popularity = Popularity().fit(train)
+    assert "validation" in model.report_ and model.report_["mode"] in {"rerank", "blend"}
+    auto_ndcg = ndcg_at_k(model.recommend(users, k=10), test, 10)
+    assert auto_ndcg > ndcg_at_k(popularity.recommend(users, k=10), test, 10)
+
+
+def test_round_trip_keeps_members_and_ranker(platform: Platform, tmp_path: Path) -> None:
+    model = AutoRecommender(**{**SMALL, "rerank": True, "rerank_margin": 0.0}).fit(platform.train)
+    model.save(tmp_path / "auto")
+    loaded = Recommender.load(tmp_path / "auto")
+    assert isinstance(loaded, AutoRecommender)
+    assert loaded.report_ == model.report_ and loaded.ranker_ == model.ranker_
+    np.testing.assert_allclose(loaded.score(np.arange(10)), model.score(np.arange(10)), rtol=1e-5)
+
+
+def test_memory_rule_skips_ease(platform: Platform) -> None:
+    model = AutoRecommender(**{**SMALL, "memory_limit_mb": 0.01}).fit(platform.train)
+    assert "ease" not in model.report_["tuning"]
+    assert "rp3beta" in model.report_["tuning"]
+
+
+@pytest.mark.parametrize("bad", [{"time_budget_s": 0}, {"candidates": []}])
+def test_rejects_bad_configuration(bad: dict[str, object]) -> None:
+    from recstack.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        AutoRecommender(**bad)

@@ -1,0 +1,12 @@
+"""TF-IDF content model meets the Recommender contract and beats popularity from item text alone."""
+
+from __future__ import annotations
+
+from recstack.models.tfidf import TfidfRecommender
+
+from .contract import RecommenderContract
+
+
+class TestTfidfRecommender(RecommenderContract):
+    model_class = TfidfRecommender
+    ndcg_floor = 0.19

@@ -1,0 +1,150 @@
+"""The cache contract (shared with the Redis suite), plus what only the in-process cache promises."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from recstack.errors import BackendUnavailable, ConfigurationError
+from recstack.storage.cache import Cache, MemoryCache, RedisCache, open_cache
+
+
+class CacheContract:
+    """Behaviour every `Cache` backend has; a backend's suite subclasses this and provides `cache`."""
+
+    def test_missing_key_is_none(self, cache: Cache) -> None:
+        assert cache.get("nobody") is None
+
+    def test_round_trip_keeps_bytes_exactly(self, cache: Cache) -> None:
+        value = bytes(range(256)) + b'{"items": []}'
+        cache.set("user:1", value, 30)
+        assert cache.get("user:1") == value
+        cache.set("user:1", b"newer", 30)
+        assert cache.get("user:1") == b"newer"
+
+    def test_delete_several_and_missing_keys(self, cache: Cache) -> None:
+        for key in ("a", "b", "c"):
+            cache.set(key, key.encode(), 30)
+        cache.delete("a", "b", "never-set")
+        cache.delete()
+        assert [cache.get(k) for k in ("a", "b", "c")] == [None, None, b"c"]
+
+    def test_entries_expire_after_their_ttl(self, cache: Cache) -> None:
+        cache.set("short", b"x", 0.05)
+        cache.set("long", b"y", 30)
+        assert cache.get("short") == b"x"
+        time.sleep(0.15)
+        assert cache.get("short") is None
+        assert cache.get("long") == b"y"
+
+    @pytest.mark.parametrize("ttl", [0, -1.0])
+    def test_non_positive_ttl_is_refused(self, cache: Cache, ttl: float) -> None:
+        with pytest.raises(ConfigurationError, match="ttl_s must be > 0"):
+            cache.set("k", b"v", ttl)
+
+    def test_ping(self, cache: Cache) -> None:
+        assert cache.ping() is True
+
+
+class TestMemoryCache(CacheContract):
+    @pytest.fixture
+    def cache(self) -> Iterator[MemoryCache]:
+        yield MemoryCache(max_entries=100)
+
+    def test_least_recently_used_entry_is_evicted(self) -> None:
+        cache = MemoryCache(max_entries=3)
+        for key in ("a", "b", "c"):
+            cache.set(key, key.encode(), 30)
+        assert cache.get("a") == b"a"  # a is now the most recently used
+        cache.set("d", b"d", 30)
+        assert cache.get("b") is None
+        assert [cache.get(k) for k in ("a", "c", "d")] == [b"a", b"c", b"d"]
+        assert len(cache) == 3
+
+    def test_overwriting_refreshes_recency_without_growing(self) -> None:
+        cache = MemoryCache(max_entries=2)
+        cache.set("a", b"1", 30)
+        cache.set("b", b"2", 30)
+        cache.set("a", b"3", 30)
+        cache.set("c", b"4", 30)
+        assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"3", None, b"4")
+
+    def test_expired_entry_is_dropped_when_read(self) -> None:
+        cache = MemoryCache()
+        cache.set("k", b"v", 0.01)
+        time.sleep(0.03)
+        assert cache.get("k") is None
+        assert len(cache) == 0
+
+    def test_concurrent_use_stays_consistent_and_bounded(self) -> None:
+        cache = MemoryCache(max_entries=50)
+        errors: list[BaseException] = []
+
+        def work(worker: int) -> None:
+            try:
+                for i in range(3000):
+                    key = f"k{(i * 7 + worker) % 80}"
+                    cache.set(key, key.encode(), 30)
+                    value = cache.get(f"k{i % 80}")
+                    assert value is None or value == f"k{i % 80}".encode()
+                    if i % 11 == 0:
+                        cache.delete(key)
+            except BaseException as exc:  # collected and asserted in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert 0 < len(cache) <= 50
+
+    def test_max_entries_must_be_positive(self) -> None:
+        with pytest.raises(ConfigurationError, match="max_entries"):
+            MemoryCache(max_entries=0)
+
+
+def test_open_cache_by_scheme() -> None:
+    memory = open_cache("memory://?max_entries=7")
+    assert isinstance(memory, MemoryCache) and memory.max_entries == 7
+    redis_cache = open_cache("redis://127.0.0.1:6379/3?prefix=svc:")
+    assert isinstance(redis_cache, RedisCache)
+    assert redis_cache.prefix == "svc:"
+    assert redis_cache.url == "redis://127.0.0.1:6379/3"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("memcached://host", "use memory:// or redis://"),
+        ("memory://?max_entries=lots", "max_entries must be an integer"),
+        ("memory://?size=3", "unknown option"),
+    ],
+)
+def test_open_cache_rejects_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        open_cache(url)
+
+
+def test_unreachable_redis_fails_fast_and_reports_it() -> None:
+    # Nothing listens on port 1: the connection is refused at once, as for a stopped server.
+    cache = RedisCache("redis://127.0.0.1:1/0", retry_after_s=30)
+    started = time.perf_counter()
+    with pytest.raises(BackendUnavailable, match="unreachable during get"):
+        cache.get("k")
+    with pytest.raises(BackendUnavailable, match="recent failure"):
+        cache.set("k", b"v", 1)
+    assert cache.ping() is False
+    assert time.perf_counter() - started < 1.0
+
+
+def test_redis_password_is_not_shown() -> None:
+    cache = RedisCache("redis://user:s3cret@127.0.0.1:1/0")
+    assert "s3cret" not in repr(cache)
+    with pytest.raises(BackendUnavailable) as caught:
+        cache.get("k")
+    assert "s3cret" not in str(caught.value)
