@@ -122,6 +122,7 @@ def tune(
     seed: int = 42,
     validation_ratio: float = 0.75,
     progress: ProgressCallback | None = None,
+    fixed: Mapping[str, Any] | None = None,
 ) -> TuningResult:
     """Search `model_cls`'s hyperparameters to maximise `metric`@`k` on a validation split of `train`.
 
@@ -130,6 +131,7 @@ def tune(
     once `timeout_s` seconds have passed, whichever comes first; it also declines to start a trial that
     would, at the mean trial duration so far, end after the budget. At least one trial always runs. The
     sampler (TPE) is seeded with `seed`, so a search with the same budget in trials is reproducible.
+    `fixed` keywords (a weighting chosen earlier, say) go to every trial's constructor and are not searched.
 
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
     failed.
@@ -149,7 +151,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = model_cls.search_space(trial)
-        model = model_cls(**params).fit(fit_part, items=items)
+        model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
         recommendations = model.recommend(users, k, exclude_seen=True)
         return score(recommendations, held_out, k)
 

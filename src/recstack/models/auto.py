@@ -37,13 +37,14 @@ import pandas as pd
 from pydantic import Field
 
 from recstack.errors import MissingExtra, RecstackError
-from recstack.evaluation.metrics import HitMatrix, ndcg_from_hits
+from recstack.evaluation.metrics import HitMatrix, ndcg, ndcg_from_hits
 from recstack.evaluation.tuning import tune, validation_split
 from recstack.models import catalog
 from recstack.models._rerank import ActivityStats, build_pool, feature_names
 from recstack.models.base import Recommender, RecommenderConfig, TrainingData, Trial
 from recstack.models.ensemble import MemberView, _items_frame, _seen, normalised
 from recstack.processing.matrix import Vocabulary
+from recstack.processing.weighting import WeightingConfig, infer, variants
 
 __all__ = ["AutoConfig", "AutoRecommender", "ProgressCallback"]
 
@@ -110,6 +111,7 @@ class AutoRecommender(Recommender[AutoConfig]):
         items_frame = _items_frame(data)
         fit_part, _ = validation_split(frame, ratio=cfg.tuning_ratio)
         candidates = [name for name in cfg.candidates if self._applies(name, fit_part)]
+        self._fixed = self._choose_weighting(candidates[0] if candidates else cfg.candidates[0], frame, items_frame)
         tuned = self._tune(candidates, frame, items_frame)
         best = max(score for _, score in tuned.values())
         kept = [name for name, (_, score) in tuned.items() if score >= cfg.keep_within * best]
@@ -117,6 +119,9 @@ class AutoRecommender(Recommender[AutoConfig]):
         self.report_ = {
             "tuning": {name: {"params": p, "validation_ndcg": round(s, 5)} for name, (p, s) in tuned.items()},
             "members": kept,
+            "weighting": {
+                key: value.model_dump(mode="json") for key, value in self._fixed.items()
+            },
         }
         self.weights_ = np.ones(len(specs))
         self.ranker_ = ""
@@ -127,12 +132,39 @@ class AutoRecommender(Recommender[AutoConfig]):
             self.weights_ = self.weights_[used]
             self.report_["members"] = kept = [name for name, _ in specs]
         self._step("refitting the members on all training data")
-        self.members_ = [catalog.create(name, **params).fit(frame, items=items_frame) for name, params in specs]
+        self.members_ = [
+            catalog.create(name, **params, **self._fixed).fit(frame, items=items_frame) for name, params in specs
+        ]
         self.views_ = [MemberView(m, data.users, data.items) for m in self.members_]
         self.stats_ = ActivityStats.from_interactions(frame, data.users, data.items)
         self.report_["mode"] = "rerank" if self.ranker_ else "blend"
         self.report_["seconds"] = round(time.perf_counter() - self._started, 2)
         self._step(f"done: {self.report_['mode']} over {kept}")
+
+    def _choose_weighting(
+        self, lead: str, frame: pd.DataFrame, items_frame: pd.DataFrame | None
+    ) -> dict[str, WeightingConfig]:
+        """The interaction weighting every member gets, as constructor keywords (empty: each infers it).
+
+        Where the data's shape admits several readings (`recstack.processing.weighting.variants`: ratings
+        binary or scaled, counts damped or not), the lead candidate with its default parameters is fitted
+        with each on the tuning split and the best on validation NDCG is kept.
+        """
+        cfg = self.config
+        options = variants(infer(frame, items_frame))
+        if len(options) == 1:
+            return {}
+        fit_part, held_out = validation_split(frame, ratio=cfg.tuning_ratio)
+        users = list(pd.unique(held_out["user_id"]))
+        scores: list[float] = []
+        for option in options:
+            if scores and self._left() < (1 - cfg.tuning_share) * cfg.time_budget_s:
+                break
+            model = catalog.create(lead, weighting=option).fit(fit_part, items=items_frame)
+            scores.append(ndcg(model.recommend(users, cfg.k), held_out, cfg.k))
+        chosen = options[int(np.argmax(scores))]
+        self._step(f"weighting chosen on {lead}: {_describe(chosen)} (validation NDCG {max(scores):.4f})")
+        return {"weighting": chosen}
 
     def _applies(self, name: str, fit_part: pd.DataFrame) -> bool:
         """Whether a candidate can run on this data: the `sequence_*` models need timestamps; the EASE
@@ -179,6 +211,7 @@ class AutoRecommender(Recommender[AutoConfig]):
                     timeout_s=max(share, 1.0),
                     seed=cfg.seed,
                     validation_ratio=cfg.tuning_ratio,
+                    fixed=self._fixed,
                 )
             except (RecstackError, MemoryError) as exc:
                 logger.warning("auto: %s dropped: %s", name, exc)
@@ -213,7 +246,10 @@ class AutoRecommender(Recommender[AutoConfig]):
             started = time.perf_counter()
             fit_part, held_out = validation_split(frame, ratio=cfg.validation_ratio, seed=1 + fold)
             self._step(f"fold {fold + 1}: fitting the members on the validation split")
-            members = [catalog.create(name, **params).fit(fit_part, items=items_frame) for name, params in specs]
+            members = [
+                catalog.create(name, **params, **self._fixed).fit(fit_part, items=items_frame)
+                for name, params in specs
+            ]
             users = np.asarray(pd.unique(held_out["user_id"]), dtype=object)
             if len(users) > cfg.max_validation_users:
                 users = rng.choice(users, cfg.max_validation_users, replace=False)
@@ -375,6 +411,17 @@ class AutoRecommender(Recommender[AutoConfig]):
     def _load_parts(self, directory: Path) -> None:
         self.members_ = [Recommender.load(directory / f"member_{i}") for i in range(self._n_members)]
         self.views_ = [MemberView(m, self.users, self.items) for m in self.members_]
+
+
+def _describe(config: WeightingConfig) -> str:
+    kinds = set(config.value_kinds.values())
+    if kinds == {"rating"}:
+        if config.rating_mode == "scale":
+            return f"ratings scaled to the power {config.rating_exponent:g}"
+        return f"ratings {config.rating_mode}"
+    if kinds == {"count"}:
+        return f"counts ({config.count_transform})"
+    return "events" if not kinds else ", ".join(sorted(kinds))
 
 
 def _coordinate_ascent(

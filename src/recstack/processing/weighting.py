@@ -31,6 +31,7 @@ __all__ = [
     "play_counts",
     "ratings",
     "row_weights",
+    "variants",
     "video",
     "weigh",
 ]
@@ -67,7 +68,8 @@ class WeightingConfig(BaseModel):
       `full_watch_fraction` (a full watch), the fraction itself below it (a partial watch), and a bounce,
       below `bounce_fraction`, is scored as a `skip` event instead.
     - `rating`: `binary` counts every rating as 1; `threshold` gives 1 at or above `rating_threshold` and
-      `below_threshold_weight` under it; `scale` gives rating / `rating_max` (the data's maximum if unset).
+      `below_threshold_weight` under it; `scale` gives (rating / `rating_max`) ** `rating_exponent`, with
+      `rating_max` the data's maximum if unset.
     - `count`: `log1p(count)` (or the count itself with `count_transform="linear"`).
 
     Rows with no value keep factor 1. With `half_life_days`, strength halves for every half-life between
@@ -89,6 +91,7 @@ class WeightingConfig(BaseModel):
     rating_threshold: float = 3.5
     below_threshold_weight: float = 0.0
     rating_max: float | None = Field(default=None, gt=0.0)
+    rating_exponent: float = Field(default=1.0, gt=0.0)
     count_transform: Literal["log", "linear"] = "log"
     half_life_days: float | None = Field(default=None, gt=0.0)
     max_weight: float | None = Field(default=None, gt=0.0)
@@ -110,6 +113,34 @@ def ratings(mode: RatingMode = "binary", threshold: float = 3.5) -> WeightingCon
     return WeightingConfig(
         default_event="rating", value_kinds={"rating": "rating"}, rating_mode=mode, rating_threshold=threshold
     )
+
+
+def variants(config: WeightingConfig) -> list[WeightingConfig]:
+    """Alternatives worth comparing on validation data for the shape of data `config` reads, `config` first.
+
+    How much a rating's value should count is a property of the data, not of the scale: on some sets the
+    fact of rating is all the signal, on others a damped value helps. Ratings therefore get binary, square-
+    root-scaled and linearly scaled variants, and counts log-damped or binary ones; anything else (typed
+    events, watch time) has one reading.
+    """
+    kinds = set(config.value_kinds.values())
+    out = [config]
+    if kinds == {"rating"}:
+        out += [
+            config.model_copy(update={"rating_mode": "binary"}),
+            config.model_copy(update={"rating_mode": "scale", "rating_exponent": 0.5}),
+            config.model_copy(update={"rating_mode": "scale", "rating_exponent": 1.0}),
+        ]
+    elif kinds == {"count"}:
+        out += [
+            config.model_copy(update={"count_transform": "log"}),
+            config.model_copy(update={"value_kinds": {}}),
+        ]
+    unique: list[WeightingConfig] = []
+    for candidate in out:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique
 
 
 def play_counts() -> WeightingConfig:
@@ -158,7 +189,10 @@ def _rating_factor(values: np.ndarray, config: WeightingConfig) -> np.ndarray:
     if config.rating_mode == "threshold":
         return np.where(values >= config.rating_threshold, 1.0, config.below_threshold_weight)
     top = config.rating_max if config.rating_max is not None else float(np.nanmax(values, initial=0.0))
-    return values / top if top > 0 else np.ones_like(values)
+    if top <= 0:
+        return np.ones_like(values)
+    scaled = np.clip(values / top, 0.0, None)
+    return scaled if config.rating_exponent == 1.0 else scaled**config.rating_exponent
 
 
 def row_weights(
