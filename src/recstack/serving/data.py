@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,9 @@ from recstack.storage import Store
 from recstack.storage import tables as t
 from recstack.storage.sql import SqlStore
 
-__all__ = ["Catalog", "History", "HistoryReader", "engine_of", "existing_ids", "load_catalog", "ping"]
+__all__ = [
+    "Catalog", "History", "HistoryReader", "engine_of", "existing_ids", "history_fingerprint", "load_catalog", "ping",
+]
 
 DAY_MS = 86_400_000
 
@@ -50,13 +53,25 @@ def ping(store: Store) -> bool:
     return True
 
 
+def history_fingerprint(rows: Sequence[tuple[Any, ...]]) -> int:
+    """A hash of a user's history rows `(item_id, event_type, value)` in their order: equal rows, equal hash
+    (within one process), so a plan prepared from these rows can tell whether the history changed since."""
+    return hash((len(rows), tuple(rows)))
+
+
 @dataclass(frozen=True)
 class History:
-    """One user's most recent events, newest first (parallel lists)."""
+    """One user's most recent events, newest first (parallel lists), and the `fingerprint` of their rows."""
 
     item_ids: list[str] = field(default_factory=list)
     event_types: list[str] = field(default_factory=list)
     values: list[float | None] = field(default_factory=list)
+    fingerprint: int = history_fingerprint(())
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[Any, ...]]) -> History:
+        """From `(item_id, event_type, value)` rows, newest first."""
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], history_fingerprint(rows))
 
 
 class HistoryReader:
@@ -123,7 +138,46 @@ class HistoryReader:
             with contextlib.suppress(Exception):
                 conn.invalidate()
             raise BackendUnavailable(f"cannot read the store: {exc}") from exc
-        return History([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        return History.of(rows)
+
+    def scan(self, batch_size: int = 20_000) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+        """Every user's newest `limit` rows, as `__call__` reads them, user by user (one streamed query).
+
+        Ties in timestamp are ordered as the per-user query's index scan orders them (by row position,
+        newest last), so the rows and their fingerprint match what a request reads; where a backend orders
+        ties otherwise, the fingerprints differ and those requests just take the live path.
+        """
+        dialect = self.engine.dialect.name
+        tie = {"sqlite": ", rowid DESC", "postgresql": ", ctid DESC"}.get(dialect, "")
+        sql = (
+            'SELECT user_id, item_id, event_type, value FROM interactions ORDER BY user_id, "timestamp" DESC'
+            + tie
+        )
+        try:
+            conn = self.engine.raw_connection()
+        except sa.exc.OperationalError as exc:
+            raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
+        try:
+            # A server-side cursor on PostgreSQL, so the whole table never sits in memory at once.
+            driver = conn.driver_connection
+            cursor = driver.cursor(name="recstack_scan") if dialect == "postgresql" else conn.cursor()
+            cursor.execute(sql)
+            user: str | None = None
+            rows: list[tuple[Any, ...]] = []
+            while chunk := cursor.fetchmany(batch_size):
+                for row in chunk:
+                    if row[0] != user:
+                        if user is not None:
+                            yield user, rows
+                        user, rows = row[0], []
+                    if len(rows) < self.limit:
+                        rows.append(row[1:])
+            if user is not None:
+                yield user, rows
+            cursor.close()
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 def existing_ids(store: Store, kind: str, ids: list[str]) -> set[str]:

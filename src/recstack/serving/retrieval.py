@@ -118,6 +118,23 @@ class ItemIndex:
         order = np.argsort(-scores, kind="stable")
         return found[order], scores[order].astype(np.float32)
 
+    def search_many(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`search` for each row of `queries` (n, d) at once: (n, k) indices and scores, each row in
+        descending score order, padded with -1 / -inf where fewer than k items were found."""
+        k = min(k, self.n_items)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k <= 0 or not len(queries):
+            return np.empty((len(queries), 0), dtype=np.int64), np.empty((len(queries), 0), dtype=np.float32)
+        if not self.lifted:
+            scores, ids = self.index.search(queries, k)
+            return ids.astype(np.int64), np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        _, ids = self.index.search(self._lift(queries), k)
+        ids = ids.astype(np.int64)
+        scores = np.einsum("nkd,nd->nk", self._vectors[np.maximum(ids, 0)], queries)
+        scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
     def _lift(self, queries: np.ndarray) -> np.ndarray:
         padded = np.zeros((len(queries), self.dim + 1), dtype=np.float32)
         padded[:, : self.dim] = queries

@@ -91,6 +91,21 @@ def test_only_the_training_data_is_used_and_split_again(train: pd.DataFrame) -> 
     assert not held_out.empty
 
 
+def test_fixed_keywords_reach_every_trial_without_being_searched(train: pd.DataFrame) -> None:
+    built: list[dict[str, Any]] = []
+    original = ShiftedPopularity.__init__
+
+    def spy(self: ShiftedPopularity, **params: Any) -> None:
+        built.append(params)
+        original(self, shift=params["shift"])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ShiftedPopularity, "__init__", spy)
+        result = tune(ShiftedPopularity, train, n_trials=3, k=5, fixed={"flavour": "x"})
+    assert built and all(params["flavour"] == "x" for params in built)
+    assert "flavour" not in result.best_params
+
+
 def test_time_budget_stops_the_search(train: pd.DataFrame) -> None:
     ShiftedPopularity.fit_seconds = 0.2
     started = time.perf_counter()

@@ -90,3 +90,19 @@ def test_rejects_bad_configuration(bad: dict[str, object]) -> None:
 
     with pytest.raises(ConfigurationError):
         AutoRecommender(**bad)
+
+
+def test_ratings_get_a_weighting_chosen_on_validation_for_every_member(platform: Platform) -> None:
+    rng = np.random.default_rng(0)
+    rated = platform.train[["user_id", "item_id"]].assign(value=rng.integers(1, 6, len(platform.train)).astype(float))
+    model = AutoRecommender(**SMALL).fit(rated)
+    chosen = model.report_["weighting"]["weighting"]
+    assert chosen["value_kinds"] == {"rating": "rating"}
+    for member in model.members_:
+        assert member.weighting_ is not None and member.weighting_.model_dump(mode="json") == chosen
+
+
+def test_watch_time_data_has_one_reading_and_no_weighting_step(platform: Platform) -> None:
+    train, _ = _watch_time_data()
+    model = AutoRecommender(**{**SMALL, "candidates": ["rp3beta"]}).fit(train)
+    assert model.report_["weighting"] == {}

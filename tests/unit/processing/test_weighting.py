@@ -14,6 +14,7 @@ from recstack.processing.weighting import (
     play_counts,
     ratings,
     row_weights,
+    variants,
     video,
     weigh,
 )
@@ -60,6 +61,23 @@ def test_rating_modes() -> None:
     np.testing.assert_allclose(row_weights(frame, ratings("scale")), [0.2, 0.6, 0.8, 1.0])
     negative = WeightingConfig(**{**ratings("threshold").model_dump(), "below_threshold_weight": -0.5})
     assert row_weights(frame, negative).tolist() == [-0.5, -0.5, 1.0, 1.0]
+
+
+def test_scaled_ratings_take_an_exponent() -> None:
+    frame = events(value=[1.0, 4.0, 5.0])
+    sqrt = ratings("scale").model_copy(update={"rating_exponent": 0.5})
+    np.testing.assert_allclose(row_weights(frame, sqrt), np.sqrt([0.2, 0.8, 1.0]))
+
+
+def test_variants_depend_on_what_the_values_are() -> None:
+    rated = variants(ratings())
+    assert rated[0] == ratings()
+    readings = {(c.rating_mode, c.rating_exponent) for c in rated}
+    assert readings == {("binary", 1.0), ("scale", 0.5), ("scale", 1.0)}
+    assert len(rated) == len(set(map(str, rated)))
+    counted = variants(play_counts())
+    assert counted[0] == play_counts() and any(not c.value_kinds for c in counted)
+    assert variants(video()) == [video()]
 
 
 def test_play_counts_are_log_damped() -> None:
