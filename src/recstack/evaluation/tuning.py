@@ -130,7 +130,8 @@ def tune(
     `k` unseen items to every validation user and scores them. The search stops after `n_trials` trials or
     once `timeout_s` seconds have passed, whichever comes first; it also declines to start a trial that
     would, at the mean trial duration so far, end after the budget. At least one trial always runs. The
-    sampler (TPE) is seeded with `seed`, so a search with the same budget in trials is reproducible.
+    sampler (TPE) is seeded with `seed`, so a search with the same budget in trials is reproducible; the
+    first trial is the model's own defaults (where its instances expose `params`).
     `fixed` keywords (a weighting chosen earlier, say) go to every trial's constructor and are not searched.
 
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
@@ -151,11 +152,17 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = model_cls.search_space(trial)
+        # A search space may derive keywords from what it samples (a choice that switches others on).
+        trial.set_user_attr("params", params)
         model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
         recommendations = model.recommend(users, k, exclude_seen=True)
         return score(recommendations, held_out, k)
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    start = _defaults(model_cls)
+    if start:
+        # The model's defaults are a considered choice: the search starts from them, so it never ends worse.
+        study.enqueue_trial(start, skip_if_exists=True)
     budget = _Budget(time.perf_counter(), timeout_s, n_trials, progress)
     study.optimize(
         objective,
@@ -183,11 +190,22 @@ def tune(
         model=name,
         metric=metric,
         k=k,
-        best_params=dict(study.best_trial.params),
+        best_params=dict(study.best_trial.user_attrs.get("params", study.best_trial.params)),
         best_value=float(study.best_value),
         trials=study.trials_dataframe(),
         elapsed_s=elapsed,
     )
+
+
+def _defaults(model_cls: type[TunableModel]) -> dict[str, Any]:
+    """The scalar constructor defaults of a model whose instances expose `params` (every Recommender)."""
+    try:
+        params = getattr(model_cls(), "params", None)
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(params, Mapping):
+        return {}
+    return {k: v for k, v in params.items() if isinstance(v, bool | int | float | str)}
 
 
 @dataclass

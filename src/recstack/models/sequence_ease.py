@@ -3,8 +3,10 @@
 EASE solves a ridge regression from the Gram matrix `G = XᵀX`. Here `G` gains `sequence_weight · C`,
 where `C` is the windowed co-occurrence of `recstack.models.sequence_knn.sequence_cooccurrence`: two items
 a user took up a few steps apart count as more related than two items the same user took up years apart.
-With `sequence_weight = 0` this is EASE exactly. On MovieLens-100K (protocol A) the weight 0.5 with a
-20-step window raised NDCG@10 from 0.484 to 0.489 at λ = 400. Same memory rule as EASE (dense inverse).
+With `sequence_weight = 0` this is EASE exactly. On MovieLens (protocol A) counting pairs by clock time
+(`time_scale_s`, the default 120 s) beats counting them by steps: NDCG@10 0.491 against 0.488 (steps) and
+0.483 (EASE) on 100K, 0.420 against 0.409 and 0.397 on latest-small, where 13–43 % of consecutive ratings
+share a second and their step order is arbitrary. Same memory rule as EASE (dense inverse).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ __all__ = ["SequenceEASE", "SequenceEASEConfig"]
 
 
 class SequenceEASEConfig(EASEConfig):
-    """`window`: steps apart two items may be; `sequence_weight`: how much the windowed counts add to XᵀX."""
+    """`window`: steps apart two items may be; `sequence_weight`: how much the windowed counts add to XᵀX;
+    `time_scale_s`: weigh pairs by seconds apart rather than steps (see `sequence_cooccurrence`)."""
 
-    window: int = Field(default=20, ge=1)
-    sequence_weight: float = Field(default=0.5, ge=0.0)
+    window: int = Field(default=100, ge=1)
+    sequence_weight: float = Field(default=1.0, ge=0.0)
+    time_scale_s: float | None = Field(default=120.0, gt=0.0)
 
 
 class SequenceEASE(EASE):
@@ -52,7 +56,7 @@ class SequenceEASE(EASE):
         sub = x[:, kept]
         gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
         if cfg.sequence_weight > 0:
-            cooccurrence = sequence_cooccurrence(data, cfg.window)[kept][:, kept]
+            cooccurrence = sequence_cooccurrence(data, cfg.window, cfg.time_scale_s)[kept][:, kept]
             gram += cfg.sequence_weight * cooccurrence.toarray()
         gram[np.diag_indices(kept.size)] += cfg.l2
         precision = np.linalg.inv(gram)
@@ -66,6 +70,7 @@ class SequenceEASE(EASE):
     def search_space(cls, trial: Trial) -> dict[str, Any]:
         return {
             "l2": trial.suggest_float("l2", 10.0, 5_000.0, log=True),
-            "sequence_weight": trial.suggest_float("sequence_weight", 0.0, 2.0),
-            "window": trial.suggest_int("window", 2, 50, log=True),
+            "sequence_weight": trial.suggest_float("sequence_weight", 0.0, 3.0),
+            "time_scale_s": trial.suggest_float("time_scale_s", 10.0, 3_600.0, log=True),
+            "window": trial.suggest_int("window", 2, 100, log=True),
         }

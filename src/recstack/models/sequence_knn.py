@@ -33,29 +33,48 @@ class SequenceKNNConfig(RecommenderConfig):
     window: int = Field(default=10, ge=1)
     beta: float = Field(default=0.5, ge=0.0)
     neighbours: int = Field(default=300, ge=1)
+    time_scale_s: float | None = Field(default=None, gt=0.0)
 
 
-def sequence_cooccurrence(data: TrainingData, window: int) -> sp.csr_matrix:
-    """Symmetric items×items matrix: Σ over users of 1/distance for item pairs at most `window` steps apart
-    in the user's time-ordered history (row order breaks ties and stands in for missing timestamps).
-    Rows with a non-positive weight (skips, dislikes) are left out; the diagonal is zero."""
+def sequence_cooccurrence(data: TrainingData, window: int, time_scale_s: float | None = None) -> sp.csr_matrix:
+    """Symmetric items×items matrix of item pairs at most `window` steps apart in a user's time-ordered
+    history (row order breaks ties and stands in for missing timestamps), each pair adding `1 / steps`.
+
+    With `time_scale_s` and timestamps (epoch milliseconds), a pair adds `exp(−seconds apart / time_scale_s)`
+    instead: people rate or watch in sittings, many items within the same second, so clock time says which
+    items were taken up together where step counts within a burst follow arbitrary tie order. Pairs further
+    apart than ten time scales are dropped. Rows with a non-positive weight (skips, dislikes) are left out;
+    the diagonal is zero."""
     frame = data.interactions
     keep = frame["weight"].to_numpy() > 0
     order_keys = [np.arange(len(frame))]
+    times: np.ndarray | None = None
     if "timestamp" in frame:
-        order_keys.append(np.nan_to_num(pd.to_numeric(frame["timestamp"], errors="coerce").to_numpy(np.float64)))
+        times = np.nan_to_num(pd.to_numeric(frame["timestamp"], errors="coerce").to_numpy(np.float64))
+        order_keys.append(times)
     order_keys.append(frame["user_idx"].to_numpy())
     order = np.lexsort(order_keys)
     order = order[keep[order]]
     users = frame["user_idx"].to_numpy()[order]
     items = frame["item_idx"].to_numpy()[order]
+    seconds = times[order] / 1000.0 if times is not None and time_scale_s is not None else None
     n = len(data.items)
     rows, cols, values = [], [], []
     for distance in range(1, window + 1):
         same = users[distance:] == users[:-distance]
+        if seconds is None:
+            weight = np.full(int(same.sum()), 1.0 / distance)
+        else:
+            apart = np.abs(seconds[distance:] - seconds[:-distance])
+            same &= apart <= 10.0 * float(time_scale_s or 1.0)
+            weight = np.exp(-apart[same] / float(time_scale_s or 1.0))
+        if not same.any():
+            break
         rows.append(items[:-distance][same])
         cols.append(items[distance:][same])
-        values.append(np.full(int(same.sum()), 1.0 / distance))
+        values.append(weight)
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float64)
     matrix = sp.csr_matrix(
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float64
     )
@@ -74,7 +93,7 @@ class SequenceKNN(NeighbourhoodRecommender[SequenceKNNConfig]):
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
         n = len(data.items)
-        matrix = sequence_cooccurrence(data, cfg.window)
+        matrix = sequence_cooccurrence(data, cfg.window, cfg.time_scale_s)
         degree = np.asarray(matrix.sum(axis=1)).ravel()
         left = np.power(np.maximum(degree, 1e-12), -0.5)
         right = np.power(np.maximum(degree, 1e-12), -cfg.beta)
@@ -91,3 +110,4 @@ class SequenceKNN(NeighbourhoodRecommender[SequenceKNNConfig]):
             "beta": trial.suggest_float("beta", 0.0, 1.0),
             "neighbours": trial.suggest_int("neighbours", 20, 1000, log=True),
         }
+

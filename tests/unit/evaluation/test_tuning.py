@@ -97,13 +97,21 @@ def test_fixed_keywords_reach_every_trial_without_being_searched(train: pd.DataF
 
     def spy(self: ShiftedPopularity, **params: Any) -> None:
         built.append(params)
-        original(self, shift=params["shift"])
+        original(self, shift=params.get("shift", 0))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ShiftedPopularity, "__init__", spy)
         result = tune(ShiftedPopularity, train, n_trials=3, k=5, fixed={"flavour": "x"})
-    assert built and all(params["flavour"] == "x" for params in built)
+    trials = [params for params in built if "shift" in params]
+    assert trials and all(params["flavour"] == "x" for params in trials)
     assert "flavour" not in result.best_params
+
+
+def test_the_first_trial_is_the_models_defaults(train: pd.DataFrame) -> None:
+    from recstack.models.ease import EASE
+
+    result = tune(EASE, train, n_trials=2, k=5)  # type: ignore[arg-type]
+    assert result.trials["params_l2"].iloc[0] == EASE().config.l2
 
 
 def test_time_budget_stops_the_search(train: pd.DataFrame) -> None:
