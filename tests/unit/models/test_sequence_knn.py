@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recstack.models.sequence_knn import SequenceKNN
+from recstack.models.sequence_knn import SequenceKNN, sequence_cooccurrence
 
 from .contract import RecommenderContract
 
@@ -30,3 +30,25 @@ def test_neighbours_follow_time_order_not_row_order() -> None:
     assert sim[a, b] > 0 and sim[b, c] > 0
     assert sim[a, c] == 0
     assert np.isclose(sim[a, b], sim[b, a], rtol=0.5)
+
+
+def test_with_a_time_scale_pairs_count_by_seconds_apart_and_far_ones_drop() -> None:
+    # u took up a, b in the same second, c a minute later, d a day later (ms timestamps, rows shuffled).
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u"] * 4,
+            "item_id": ["d", "b", "a", "c"],
+            "timestamp": [86_400_000, 0, 0, 60_000],
+            "weight": [1.0] * 4,
+        }
+    )
+    model = SequenceKNN()
+    data = model._training_data(frame, None, None)
+    idx = {x: int(data.items.index(x)[0]) for x in "abcd"}
+    by_time = sequence_cooccurrence(data, window=10, time_scale_s=60.0).toarray()
+    assert by_time[idx["a"], idx["b"]] == 1.0
+    assert np.isclose(by_time[idx["a"], idx["c"]], np.exp(-1.0))
+    assert by_time[idx["c"], idx["d"]] == 0.0  # a day apart: beyond ten time scales
+    np.testing.assert_allclose(by_time, by_time.T)
+    by_steps = sequence_cooccurrence(data, window=10).toarray()
+    assert by_steps[idx["c"], idx["d"]] > 0.0 and by_steps[idx["a"], idx["b"]] == 1.0
