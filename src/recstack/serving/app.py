@@ -373,7 +373,15 @@ class _FastRecommendations:
             await self.route.handle(scope, receive, send)
             return
         service: RecommendationService = scope["app"].state.service
-        await _answer(service.recommend(*parsed))(scope, receive, send)
+        answer = service.recommend(*parsed)
+        # What `Response(body, media_type="application/json", headers=...)` sends, without building one.
+        headers = [
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"content-type", b"application/json"),
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers.items()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
 
 
 class _FastRoute(Route):

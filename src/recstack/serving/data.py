@@ -160,7 +160,10 @@ class HistoryReader:
         try:
             # A server-side cursor on PostgreSQL, so the whole table never sits in memory at once.
             driver = conn.driver_connection
-            cursor = driver.cursor(name="recstack_scan") if dialect == "postgresql" else conn.cursor()
+            if dialect == "postgresql" and driver is not None:
+                cursor = driver.cursor(name="recstack_scan")
+            else:
+                cursor = conn.cursor()
             cursor.execute(sql)
             user: str | None = None
             rows: list[tuple[Any, ...]] = []

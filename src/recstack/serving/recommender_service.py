@@ -34,8 +34,9 @@ from recstack.processing.matrix import Vocabulary
 from recstack.serving.data import Catalog, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.metrics import Metrics
-from recstack.serving.new_items import NewItems
+from recstack.serving.new_items import NewItems, Ranked
 from recstack.serving.picks import Picked, top, with_trending
+from recstack.serving.plans import Plan, UserPlans, build_plans, liked_items
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
 from recstack.storage import Store
 from recstack.storage.cache import Cache
@@ -48,7 +49,6 @@ CONTENT_MODELS: Final = frozenset({"tfidf", "text2vec"})
 FALLBACK_HEADER: Final = "X-Recstack-Fallback"
 _NEIGHBOURS: Final = 50
 _MAX_NEIGHBOUR_SIGNALS: Final = 5
-_CONTENT_PROFILE_ITEMS: Final = 20
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,7 @@ class RecommendationService:
         feedback: FeedbackConfig | None = None,
         retrieval: RetrievalConfig | None = None,
         history_limit: int = 500,
+        plan_size: int = 32,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -153,17 +154,31 @@ class RecommendationService:
         self.feedback = feedback or FeedbackConfig()
         self.retrieval = retrieval or RetrievalConfig()
         self.history = HistoryReader(store, history_limit)
+        self.plan_size = plan_size
         self.model: ServingModel | None = None
+        self.plans: UserPlans | None = None
         self.catalog: Catalog | None = None
         self._aligned: _Aligned | None = None
         self.new_items = NewItems()
         self.cache_ok = True
+        self._cache_hit, self._cache_miss = metrics.cache.labels("hit"), metrics.cache.labels("miss")
 
     # ---- snapshots --------------------------------------------------------------------------------
 
-    def set_model(self, model: ServingModel | None) -> None:
+    def set_model(self, model: ServingModel | None, plans: UserPlans | None = None) -> None:
+        """Serve `model` (with its user `plans`, when prepared). Plans are used only with the model they were
+        built for, so a request that reads one reference before and one after this swap stays correct."""
+        self.plans = plans
         self.model = model
         self.metrics.set_model(model.kind if model else None, model.version if model else None)
+
+    def prepare(self, model: ServingModel) -> UserPlans | None:
+        """Every known user's candidates for `model`, searched in batch (`plans`); run before the swap."""
+        catalog = self.catalog
+        if catalog is None or self.plan_size <= 0:
+            return None
+        share = _align(model, catalog).unavailable_share
+        return build_plans(model, self.history, catalog, self.feedback, self.plan_size, share, self.new_items)
 
     def set_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -172,13 +187,7 @@ class RecommendationService:
         aligned = self._aligned
         if aligned is not None and aligned.model is model and aligned.catalog is catalog:
             return aligned
-        pos = catalog.positions(model.item_ids)
-        known = pos >= 0
-        code = np.full(len(pos), -1, dtype=np.int32)
-        code[known] = catalog.category_code[pos[known]]
-        available = np.ones(len(pos), dtype=bool)
-        available[known] = catalog.available[pos[known]]
-        aligned = _Aligned(model, catalog, pos, code, available, float(1.0 - available.mean()) if len(pos) else 0.0)
+        aligned = _align(model, catalog)
         self._aligned = aligned
         return aligned
 
@@ -219,10 +228,10 @@ class RecommendationService:
             key = f"recs:{version}:{(epoch or b'0').decode()}:{hashlib.blake2b(request, digest_size=16).hexdigest()}"
             body = self._cache_call(self.cache.get, key)
             if body is not None:
-                self.metrics.cache.labels("hit").inc()
+                self._cache_hit.inc()
                 return Answer(body, {**headers, "X-Cache": "hit"})
             if self.cache_ok:
-                self.metrics.cache.labels("miss").inc()
+                self._cache_miss.inc()
         else:
             key = None
         body = self._compute(model, catalog, user_id, k, category, exclude)
@@ -237,25 +246,27 @@ class RecommendationService:
         if catalog is None:
             raise BackendUnavailable("the catalogue is not loaded yet")
         history = self.history(user_id)
-        taste = signals(history, catalog, self.feedback)
-        picked: Picked | None = None
-        if model is not None:
-            picked = self._from_model(model, catalog, user_id, k, category, exclude, history, taste)
-        if picked is None:
-            blocked = set(history.item_ids) | set(exclude)
-            prefs = self._preferred_categories(user_id) if category is None else []
-            picked = with_trending(catalog, k, category, blocked, prefs, Picked([], [], []))
-            source = "trending"
+        source = "model"
+        planned = self._planned(model, catalog, user_id, k, category, exclude, history) if model else None
+        ranked: Ranked | None = None
+        if planned is not None:
+            picked, plan = planned
+            liked, weights, ranked = plan.liked, plan.weights, plan.novel
         else:
-            source = "model"
-        positive = [(sig.item_id, sig.weight) for sig in taste if sig.weight > 0]
-        if positive:
-            liked, weights = [i for i, _ in positive], [w for _, w in positive]
-        else:
-            liked, weights = history.item_ids[:_CONTENT_PROFILE_ITEMS], None
+            taste = signals(history, catalog, self.feedback)
+            from_model = None
+            if model is not None:
+                from_model = self._from_model(model, catalog, user_id, k, category, exclude, history, taste)
+            if from_model is None:
+                blocked = set(history.item_ids) | set(exclude)
+                prefs = self._preferred_categories(user_id) if category is None else []
+                from_model = with_trending(catalog, k, category, blocked, prefs, Picked([], [], []))
+                source = "trending"
+            picked = from_model
+            liked, weights = liked_items(taste, history)
         picked = self.new_items.mix(
             model, model.item_pos if model else {}, catalog, picked, k, category, {*history.item_ids, *exclude},
-            liked, weights,
+            liked, weights, ranked,
         )
         payload = {
             "user_id": user_id,
@@ -275,6 +286,37 @@ class RecommendationService:
         if isinstance(raw, str):
             raw = [raw]
         return [str(c) for c in raw] if isinstance(raw, list) else []
+
+    def _planned(
+        self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
+        exclude: list[str], history: History,
+    ) -> tuple[Picked, Plan] | None:
+        """Top-k from the user's plan, with the content-mix profile items; None when no plan holds (the
+        caller takes the live path, which would rank the same candidates the same way)."""
+        plans = self.plans
+        if plans is None or plans.model is not model or category is not None or k > plans.size:
+            return None
+        plan = plans.get(model.user_pos.get(user_id, -1), history, catalog)
+        if plan is None:
+            return None
+        available, item_ids = self._aligned_for(model, catalog).available, model.item_ids
+        # The history items were left out when planning; checked again so the filter never rests on a hash.
+        skip = {*history.item_ids, *exclude}
+        chosen: list[str] = []
+        scores: list[float] = []
+        for candidate, score in zip(plan.candidates.tolist(), plan.scores.tolist(), strict=True):
+            if candidate < 0:
+                break
+            item_id = str(item_ids[candidate])
+            if available[candidate] and item_id not in skip:
+                chosen.append(item_id)
+                scores.append(score)
+                if len(chosen) == k:
+                    break
+        if len(chosen) < k:
+            return None
+        picked = Picked(chosen, scores, [model.reason] * k)
+        return picked, plan
 
     def _from_model(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
@@ -427,6 +469,16 @@ class RecommendationService:
         return Picked(
             [str(i) for i in model.item_ids[top_idx]], [float(s) for s in top_scores], [model.reason] * len(top_idx)
         )
+
+
+def _align(model: ServingModel, catalog: Catalog) -> _Aligned:
+    pos = catalog.positions(model.item_ids)
+    known = pos >= 0
+    code = np.full(len(pos), -1, dtype=np.int32)
+    code[known] = catalog.category_code[pos[known]]
+    available = np.ones(len(pos), dtype=bool)
+    available[known] = catalog.available[pos[known]]
+    return _Aligned(model, catalog, pos, code, available, float(1.0 - available.mean()) if len(pos) else 0.0)
 
 
 def frame_of(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -81,7 +81,13 @@ class Reloader:
             self.service.metrics.reloads.labels("failed").inc()
             logger.warning("champion reload failed; keeping the current model: %s", self.last_error)
             return False
-        self.service.set_model(prepared)
+        try:
+            plans = self.service.prepare(prepared)
+        except Exception as exc:  # without plans every request takes the live path: slower, same answers
+            logger.warning("user plans not prepared; answering through the live path: %s: %s",
+                           type(exc).__name__, exc)
+            plans = None
+        self.service.set_model(prepared, plans)
         self.last_error = None
         self.service.metrics.reloads.labels("swapped").inc()
         logger.info("serving champion %s v%s (prepared in %.2f s)", prepared.kind, prepared.version,
