@@ -27,6 +27,7 @@ __all__ = [
     "TunableModel",
     "TuningResult",
     "tune",
+    "tune_objective",
     "validation_split",
 ]
 
@@ -195,6 +196,41 @@ def tune(
         trials=study.trials_dataframe(),
         elapsed_s=elapsed,
     )
+
+
+def tune_objective(
+    space: Callable[[Any], dict[str, Any]],
+    objective: Callable[[dict[str, Any]], float],
+    *,
+    start: Sequence[Mapping[str, Any]] = (),
+    n_trials: int | None = 20,
+    timeout_s: float | None = None,
+    seed: int = 42,
+) -> tuple[dict[str, Any], float] | None:
+    """Maximise `objective(params)` over `space(trial)` with TPE, trying the `start` points first.
+
+    For searches whose score is not one model's own metric (a member tuned for what it adds to a blend, say).
+    Returns the best keywords and score, or None when every trial failed.
+    """
+    try:
+        import optuna
+    except ImportError as exc:
+        raise MissingExtra("optuna", "models") from exc
+
+    def run(trial: optuna.Trial) -> float:
+        params = space(trial)
+        trial.set_user_attr("params", params)
+        return objective(params)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    for point in start:
+        study.enqueue_trial(dict(point), skip_if_exists=True)
+    budget = _Budget(time.perf_counter(), timeout_s, n_trials, None)
+    study.optimize(run, n_trials=n_trials, timeout=timeout_s, catch=TRIAL_ERRORS, callbacks=[budget])
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        return None
+    return dict(study.best_trial.user_attrs["params"]), float(study.best_value)
 
 
 def _defaults(model_cls: type[TunableModel]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from recstack.errors import MissingExtra, RecstackError
 from recstack.evaluation.metrics import HitMatrix, ndcg, ndcg_from_hits
-from recstack.evaluation.tuning import tune, validation_split
+from recstack.evaluation.tuning import tune, tune_objective, validation_split
 from recstack.models import catalog
 from recstack.models._rerank import ActivityStats, build_pool, feature_names
 from recstack.models.base import Recommender, RecommenderConfig, TrainingData, Trial
@@ -72,6 +72,8 @@ class AutoConfig(RecommenderConfig):
     tuning_share: float = Field(default=0.45, gt=0.0, lt=1.0)
     max_trials: int = Field(default=20, ge=1)
     confirm_folds: int = Field(default=2, ge=0)
+    partner_share: float = Field(default=0.2, ge=0.0, lt=1.0)
+    partner_cells: int = Field(default=1 << 26, ge=1)
     keep_within: float = Field(default=0.85, gt=0.0, le=1.0)
     rerank: bool = False
     rerank_margin: float = Field(default=0.005, ge=0.0)
@@ -118,9 +120,13 @@ class AutoRecommender(Recommender[AutoConfig]):
         tuned = self._tune(candidates, frame, items_frame)
         best = max(score for _, score in tuned.values())
         kept = [name for name, (_, score) in tuned.items() if score >= cfg.keep_within * best]
-        specs = [(name, tuned[name][0]) for name in kept]
+        partners = self._tune_partners(kept, tuned, frame, data, items_frame)
+        specs = [(name, partners.get(name, tuned[name])[0]) for name in kept]
         self.report_ = {
             "tuning": {name: {"params": p, "validation_ndcg": round(s, 5)} for name, (p, s) in tuned.items()},
+            "partner_tuning": {
+                name: {"params": p, "validation_blend_ndcg": round(s, 5)} for name, (p, s) in partners.items()
+            },
             "members": kept,
             "weighting": {
                 key: value.model_dump(mode="json") for key, value in self._fixed.items()
@@ -258,6 +264,77 @@ class AutoRecommender(Recommender[AutoConfig]):
         if tuned_mean > default_mean:
             return params, tuned_mean
         return {}, default_mean
+
+    def _tune_partners(
+        self,
+        kept: list[str],
+        tuned: dict[str, tuple[dict[str, Any], float]],
+        frame: pd.DataFrame,
+        data: TrainingData,
+        items_frame: pd.DataFrame | None,
+    ) -> dict[str, tuple[dict[str, Any], float]]:
+        """Re-tune every member but the best one for what it adds to the best one, not for its own score.
+
+        A member's value in a blend is what it knows that the lead does not: on MovieLens-100K an ALS tuned
+        alone (NDCG@10 0.467) lifted sequence-aware EASE to 0.494, one with a higher confidence weight
+        (0.452 alone) to 0.500. Each trial fits the partner on the tuning split and scores the blend of the
+        two (per-user standardised scores, equal weights; `_learn` sets the real weights later), starting
+        from the partner's standalone parameters. Skipped when the validation users × items matrix would
+        exceed `partner_cells` or `partner_share` of the budget is gone.
+        """
+        cfg = self.config
+        if len(kept) < 2 or cfg.partner_share == 0:
+            return {}
+        lead = max(kept, key=lambda name: tuned[name][1])
+        fit_part, held_out = validation_split(frame, ratio=cfg.tuning_ratio)
+        users = np.asarray(pd.unique(held_out["user_id"]), dtype=object)
+        if len(users) > cfg.max_validation_users:
+            users = np.random.default_rng(cfg.seed).choice(users, cfg.max_validation_users, replace=False)
+        if len(users) * len(data.items) > cfg.partner_cells:
+            return {}
+        vocab = Vocabulary(np.sort(users.astype(str)))
+        rows = np.arange(len(vocab))
+        seen = _seen(fit_part, vocab, data.items)
+        held = _seen(held_out, vocab, data.items)
+        relevant, n_relevant = held.astype(np.float32), held.sum(axis=1)
+
+        def standardised(name: str, params: dict[str, Any]) -> np.ndarray:
+            model = catalog.create(name, **params, **self._fixed).fit(fit_part, items=items_frame)
+            return normalised(MemberView(model, vocab, data.items).scores(rows), seen).astype(np.float32)
+
+        lead_z = standardised(lead, tuned[lead][0])
+        partners = [name for name in kept if name != lead]
+        out: dict[str, tuple[dict[str, Any], float]] = {}
+        budget_end = time.perf_counter() + cfg.partner_share * cfg.time_budget_s
+        for position, name in enumerate(partners):
+            share = (budget_end - time.perf_counter()) / (len(partners) - position)
+            if share < 1.0:
+                break
+            self._step(f"tuning {name} as a partner of {lead} ({share:.0f}s)")
+            model_cls: Any = catalog.resolve(name)
+            start = tuned[name][0] or {
+                key: value for key, value in catalog.create(name).params.items() if isinstance(value, int | float | str)
+            }
+
+            def space(trial: Any, cls: Any = model_cls) -> dict[str, Any]:
+                return dict(cls.search_space(trial))
+
+            def blended(params: dict[str, Any], name: str = name) -> float:
+                blend = np.where(seen, -np.inf, lead_z + standardised(name, params))
+                return _ndcg_of(blend, relevant, n_relevant, cfg.k)
+
+            result = tune_objective(
+                space,
+                blended,
+                start=[start],
+                n_trials=cfg.max_trials,
+                timeout_s=share,
+                seed=cfg.seed,
+            )
+            if result is not None:
+                out[name] = result
+                logger.info("auto: %s as a partner: blend NDCG@%d %.4f with %s", name, cfg.k, result[1], result[0])
+        return out
 
     def _learn(
         self,
