@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recstack.errors import ConfigurationError, RecstackError
-from recstack.evaluation.tuning import TrialProgress, tune, validation_split
+from recstack.evaluation.tuning import TrialProgress, tune, tune_objective, validation_split
 
 
 @pytest.fixture
@@ -152,3 +152,26 @@ def test_all_trials_failing_raises(train: pd.DataFrame) -> None:
 
     with pytest.raises(RecstackError):
         tune(Broken, train, n_trials=2, k=5)
+
+
+def test_tune_objective_tries_the_start_points_first_and_returns_derived_keywords() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def space(trial: Any) -> dict[str, Any]:
+        x = trial.suggest_float("x", -5.0, 5.0)
+        return {"x": x, "square": x * x}
+
+    def objective(params: dict[str, Any]) -> float:
+        seen.append(params)
+        return -((params["x"] - 1.0) ** 2)
+
+    result = tune_objective(space, objective, start=[{"x": 1.0}], n_trials=5, seed=3)
+    assert seen[0]["x"] == 1.0
+    assert result == ({"x": 1.0, "square": 1.0}, 0.0)
+
+
+def test_tune_objective_with_every_trial_failing_returns_none() -> None:
+    def objective(params: dict[str, Any]) -> float:
+        raise ValueError("no")
+
+    assert tune_objective(lambda t: {"x": t.suggest_int("x", 0, 3)}, objective, n_trials=3) is None

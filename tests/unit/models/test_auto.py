@@ -106,3 +106,19 @@ def test_watch_time_data_has_one_reading_and_no_weighting_step(platform: Platfor
     train, _ = _watch_time_data()
     model = AutoRecommender(**{**SMALL, "candidates": ["rp3beta"]}).fit(train)
     assert model.report_["weighting"] == {}
+
+
+def test_partners_are_tuned_for_the_blend_with_the_lead(platform: Platform) -> None:
+    model = AutoRecommender(**SMALL).fit(platform.train)
+    tuning, partners = model.report_["tuning"], model.report_["partner_tuning"]
+    lead = max(tuning, key=lambda name: tuning[name]["validation_ndcg"])
+    assert partners and lead not in partners
+    assert set(partners) <= set(tuning)
+    for name, found in partners.items():
+        catalog.create(name, **found["params"])  # complete constructor keywords, not raw trial values
+        assert 0.0 < found["validation_blend_ndcg"] <= 1.0
+
+
+def test_partner_tuning_is_skipped_above_the_cell_limit(platform: Platform) -> None:
+    model = AutoRecommender(**{**SMALL, "partner_cells": 10}).fit(platform.train)
+    assert model.report_["partner_tuning"] == {}
