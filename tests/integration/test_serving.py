@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from conftest import unavailable
-from integration.serving_support import FixedSource, World, free_port, load, make_world, running, train
+from integration.serving_support import FixedSource, World, free_port, load, running
 from recstack.config import Settings
 from recstack.models.base import Recommender
 from recstack.serving.app import create_app
@@ -21,16 +21,6 @@ from recstack.storage import open_store
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 Serve = Callable[..., AbstractContextManager[httpx.Client]]
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return make_world()
-
-
-@pytest.fixture(scope="module")
-def als(world: World) -> Recommender[Any]:
-    return train(world)
 
 
 @pytest.fixture

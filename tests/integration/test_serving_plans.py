@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from integration.serving_support import World, load, make_world, train
+from integration.serving_support import World, load
 from recstack.models.base import Recommender
 from recstack.serving.content import load_content
 from recstack.serving.data import load_catalog
@@ -22,16 +22,6 @@ from recstack.serving.recommender_service import RecommendationService, ServingM
 from recstack.serving.retrieval import RetrievalConfig
 from recstack.storage import Store, open_store
 from recstack.storage.cache import MemoryCache
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return make_world()
-
-
-@pytest.fixture(scope="module")
-def als(world: World) -> Recommender[Any]:
-    return train(world)
 
 
 @pytest.fixture

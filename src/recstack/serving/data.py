@@ -220,6 +220,20 @@ class Catalog:
             return np.array([lookup.get(i, -1) for i in item_ids], dtype=np.int64)
         return np.asarray(self.position.get_indexer(pd.Index(item_ids, dtype=object)), dtype=np.int64)
 
+    def attributes(
+        self, item_ids: np.ndarray | list[str], unknown_available: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, category codes and availability of `item_ids`, aligned to them: what the filters of the
+        request path compare against. Ids the catalogue lacks get position and category -1 and
+        `unknown_available`."""
+        pos = self.positions(item_ids)
+        known = pos >= 0
+        code = np.full(len(pos), -1, dtype=np.int32)
+        code[known] = self.category_code[pos[known]]
+        available = np.full(len(pos), unknown_available, dtype=bool)
+        available[known] = self.available[pos[known]]
+        return pos, code, available
+
     @functools.cached_property
     def lookup(self) -> dict[str, int]:
         """Id → position, for the few-ids lookups of the request path (a dict beats an index there)."""

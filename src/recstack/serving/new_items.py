@@ -77,12 +77,7 @@ class NewItems:
         placed = self._placed
         if placed is not None and placed.novel is novel and placed.catalog is catalog:
             return placed
-        pos = catalog.positions(novel.ids)
-        known = pos >= 0
-        code = np.full(len(pos), -1, dtype=np.int32)
-        code[known] = catalog.category_code[pos[known]]
-        available = np.zeros(len(pos), dtype=bool)
-        available[known] = catalog.available[pos[known]]
+        _, code, available = catalog.attributes(novel.ids, unknown_available=False)
         placed = _Placed(novel, catalog, code, available)
         self._placed = placed
         return placed

@@ -472,12 +472,7 @@ class RecommendationService:
 
 
 def _align(model: ServingModel, catalog: Catalog) -> _Aligned:
-    pos = catalog.positions(model.item_ids)
-    known = pos >= 0
-    code = np.full(len(pos), -1, dtype=np.int32)
-    code[known] = catalog.category_code[pos[known]]
-    available = np.ones(len(pos), dtype=bool)
-    available[known] = catalog.available[pos[known]]
+    pos, code, available = catalog.attributes(model.item_ids, unknown_available=True)
     return _Aligned(model, catalog, pos, code, available, float(1.0 - available.mean()) if len(pos) else 0.0)
 
 
