@@ -72,7 +72,7 @@ class AutoConfig(RecommenderConfig):
     tuning_share: float = Field(default=0.45, gt=0.0, lt=1.0)
     max_trials: int = Field(default=20, ge=1)
     confirm_folds: int = Field(default=2, ge=0)
-    partner_share: float = Field(default=0.2, ge=0.0, lt=1.0)
+    partner_share: float = Field(default=0.3, ge=0.0, lt=1.0)
     partner_cells: int = Field(default=1 << 26, ge=1)
     keep_within: float = Field(default=0.85, gt=0.0, le=1.0)
     rerank: bool = False
@@ -305,7 +305,10 @@ class AutoRecommender(Recommender[AutoConfig]):
         lead_z = standardised(lead, tuned[lead][0])
         partners = [name for name in kept if name != lead]
         out: dict[str, tuple[dict[str, Any], float]] = {}
-        budget_end = time.perf_counter() + cfg.partner_share * cfg.time_budget_s
+        # Never at the cost of the blend folds: they need the last 35 % of the budget.
+        budget_end = time.perf_counter() + min(
+            cfg.partner_share * cfg.time_budget_s, self._left() - 0.35 * cfg.time_budget_s
+        )
         for position, name in enumerate(partners):
             share = (budget_end - time.perf_counter()) / (len(partners) - position)
             if share < 1.0:
