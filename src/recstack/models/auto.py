@@ -72,7 +72,7 @@ class AutoConfig(RecommenderConfig):
     tuning_share: float = Field(default=0.45, gt=0.0, lt=1.0)
     max_trials: int = Field(default=20, ge=1)
     confirm_folds: int = Field(default=2, ge=0)
-    partner_share: float = Field(default=0.3, ge=0.0, lt=1.0)
+    partner_share: float = Field(default=0.2, ge=0.0, lt=1.0)
     partner_cells: int = Field(default=1 << 26, ge=1)
     keep_within: float = Field(default=0.85, gt=0.0, le=1.0)
     rerank: bool = False

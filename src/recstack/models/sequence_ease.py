@@ -4,9 +4,9 @@ EASE solves a ridge regression from the Gram matrix `G = XᵀX`. Here `G` gains 
 where `C` is the windowed co-occurrence of `recstack.models.sequence_knn.sequence_cooccurrence`: two items
 a user took up a few steps apart count as more related than two items the same user took up years apart.
 With `sequence_weight = 0` this is EASE exactly. On MovieLens (protocol A) counting pairs by clock time
-(`time_scale_s`, the default 120 s) beats counting them by steps: NDCG@10 0.491 against 0.488 (steps) and
-0.483 (EASE) on 100K, 0.420 against 0.409 and 0.397 on latest-small, where 13–43 % of consecutive ratings
-share a second and their step order is arbitrary. Same memory rule as EASE (dense inverse).
+(`time_scale_s`, the default 120 s) beats counting them by steps: NDCG@10 0.491 against 0.487 (steps) and
+0.483 (EASE) on 100K, 0.418 against 0.409 and 0.397 on latest-small, where 43 % and 13 % of consecutive
+ratings share a second and their step order is arbitrary. Same memory rule as EASE (dense inverse).
 """
 
 from __future__ import annotations
