@@ -26,6 +26,7 @@ __all__ = [
     "TrialProgress",
     "TunableModel",
     "TuningResult",
+    "default_params",
     "tune",
     "tune_objective",
     "validation_split",
@@ -138,10 +139,6 @@ def tune(
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
     failed.
     """
-    try:
-        import optuna
-    except ImportError as exc:
-        raise MissingExtra("optuna", "models") from exc
     if metric not in _METRICS:
         raise ConfigurationError(f"unknown tuning metric {metric!r}; choose from {sorted(_METRICS)}")
     if n_trials is None and timeout_s is None:
@@ -151,30 +148,15 @@ def tune(
     score = _METRICS[metric]
     name = getattr(model_cls, "__name__", str(model_cls))
 
-    def objective(trial: optuna.Trial) -> float:
-        params = model_cls.search_space(trial)
-        # A search space may derive keywords from what it samples (a choice that switches others on).
-        trial.set_user_attr("params", params)
+    def objective(params: dict[str, Any]) -> float:
         model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
-        recommendations = model.recommend(users, k, exclude_seen=True)
-        return score(recommendations, held_out, k)
+        return score(model.recommend(users, k, exclude_seen=True), held_out, k)
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    start = _defaults(model_cls)
-    if start:
-        # The model's defaults are a considered choice: the search starts from them, so it never ends worse.
-        study.enqueue_trial(start, skip_if_exists=True)
-    budget = _Budget(time.perf_counter(), timeout_s, n_trials, progress)
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        timeout=timeout_s,
-        catch=TRIAL_ERRORS,
-        callbacks=[budget],
-        gc_after_trial=False,
+    start = default_params(model_cls)
+    study, budget = _search(
+        model_cls.search_space, objective, [start] if start else [], n_trials, timeout_s, seed, progress
     )
-    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
+    if study is None:
         raise RecstackError(f"every tuning trial of {name} failed; see the log for the errors")
     elapsed = time.perf_counter() - budget.started
     logger.info(
@@ -191,7 +173,7 @@ def tune(
         model=name,
         metric=metric,
         k=k,
-        best_params=dict(study.best_trial.user_attrs.get("params", study.best_trial.params)),
+        best_params=dict(study.best_trial.user_attrs["params"]),
         best_value=float(study.best_value),
         trials=study.trials_dataframe(),
         elapsed_s=elapsed,
@@ -212,6 +194,24 @@ def tune_objective(
     For searches whose score is not one model's own metric (a member tuned for what it adds to a blend, say).
     Returns the best keywords and score, or None when every trial failed.
     """
+    study, _ = _search(space, objective, start, n_trials, timeout_s, seed, None)
+    if study is None:
+        return None
+    return dict(study.best_trial.user_attrs["params"]), float(study.best_value)
+
+
+def _search(
+    space: Callable[[Any], dict[str, Any]],
+    objective: Callable[[dict[str, Any]], float],
+    start: Sequence[Mapping[str, Any]],
+    n_trials: int | None,
+    timeout_s: float | None,
+    seed: int,
+    progress: ProgressCallback | None,
+) -> tuple[Any, _Budget]:
+    """The seeded TPE study both searches run: `start` points first, each trial's keywords (which a space
+    may derive from what it samples) kept as the `params` user attribute; the study is None when every trial
+    failed."""
     try:
         import optuna
     except ImportError as exc:
@@ -225,16 +225,16 @@ def tune_objective(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for point in start:
         study.enqueue_trial(dict(point), skip_if_exists=True)
-    budget = _Budget(time.perf_counter(), timeout_s, n_trials, None)
-    study.optimize(run, n_trials=n_trials, timeout=timeout_s, catch=TRIAL_ERRORS, callbacks=[budget])
+    budget = _Budget(time.perf_counter(), timeout_s, n_trials, progress)
+    study.optimize(run, n_trials=n_trials, timeout=timeout_s, catch=TRIAL_ERRORS, callbacks=[budget],
+                   gc_after_trial=False)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        return None
-    return dict(study.best_trial.user_attrs["params"]), float(study.best_value)
+    return (study if completed else None), budget
 
 
-def _defaults(model_cls: type[TunableModel]) -> dict[str, Any]:
-    """The scalar constructor defaults of a model whose instances expose `params` (every Recommender)."""
+def default_params(model_cls: Any) -> dict[str, Any]:
+    """The scalar constructor defaults of a model whose instances expose `params` (every Recommender): the
+    starting point of a search, since a model's defaults are a considered choice."""
     try:
         params = getattr(model_cls(), "params", None)
     except (TypeError, ValueError):

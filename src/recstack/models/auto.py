@@ -27,6 +27,7 @@ to the log (INFO) and to `progress(stage, share_of_budget_used)` when that attri
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -40,7 +41,8 @@ from pydantic import Field
 
 from recstack.errors import MissingExtra, RecstackError
 from recstack.evaluation.metrics import HitMatrix, ndcg, ndcg_from_hits
-from recstack.evaluation.tuning import tune, tune_objective, validation_split
+from recstack.evaluation.splits import Split
+from recstack.evaluation.tuning import default_params, tune, tune_objective, validation_split
 from recstack.models import catalog
 from recstack.models._rerank import ActivityStats, build_pool, feature_names
 from recstack.models.base import Recommender, RecommenderConfig, TrainingData, Trial
@@ -163,17 +165,23 @@ class AutoRecommender(Recommender[AutoConfig]):
         options = variants(infer(frame, items_frame))
         if len(options) == 1:
             return {}
-        fit_part, held_out = validation_split(frame, ratio=cfg.tuning_ratio)
-        users = list(pd.unique(held_out["user_id"]))
+        split = validation_split(frame, ratio=cfg.tuning_ratio)
         scores: list[float] = []
         for option in options:
             if scores and self._left() < (1 - cfg.tuning_share) * cfg.time_budget_s:
                 break
-            model = catalog.create(lead, weighting=option).fit(fit_part, items=items_frame)
-            scores.append(ndcg(model.recommend(users, cfg.k), held_out, cfg.k))
+            scores.append(self._holdout_ndcg(lead, {"weighting": option}, split, items_frame))
         chosen = options[int(np.argmax(scores))]
         self._step(f"weighting chosen on {lead}: {_describe(chosen)} (validation NDCG {max(scores):.4f})")
         return {"weighting": chosen}
+
+    def _holdout_ndcg(
+        self, name: str, params: dict[str, Any], split: Split, items_frame: pd.DataFrame | None
+    ) -> float:
+        """NDCG@k of `name(**params)` fitted on the split's fitting part, on its held-out part."""
+        fit_part, held_out = split
+        model = catalog.create(name, **params).fit(fit_part, items=items_frame)
+        return ndcg(model.recommend(list(pd.unique(held_out["user_id"])), self.config.k), held_out, self.config.k)
 
     def _applies(self, name: str, fit_part: pd.DataFrame) -> bool:
         """Whether a candidate can run on this data: the `sequence_*` models need timestamps; the EASE
@@ -247,18 +255,16 @@ class AutoRecommender(Recommender[AutoConfig]):
         is the winner's mean over them. Skipped when the defaults won tuning or time is short.
         """
         cfg = self.config
-        defaults = catalog.create(name).params
+        defaults = default_params(catalog.resolve(name))
         if cfg.confirm_folds == 0 or all(defaults.get(key) == value for key, value in params.items()):
             return params, score
         if self._left() < (1.0 - cfg.tuning_share) * cfg.time_budget_s:
             return params, score
         scores: dict[str, list[float]] = {"tuned": [], "defaults": []}
         for seed in range(2, 2 + cfg.confirm_folds):
-            fit_part, held_out = validation_split(frame, ratio=cfg.tuning_ratio, seed=seed)
-            users = list(pd.unique(held_out["user_id"]))
+            split = validation_split(frame, ratio=cfg.tuning_ratio, seed=seed)
             for label, chosen in (("tuned", params), ("defaults", {})):
-                model = catalog.create(name, **chosen, **self._fixed).fit(fit_part, items=items_frame)
-                scores[label].append(ndcg(model.recommend(users, cfg.k), held_out, cfg.k))
+                scores[label].append(self._holdout_ndcg(name, {**chosen, **self._fixed}, split, items_frame))
         tuned_mean, default_mean = float(np.mean(scores["tuned"])), float(np.mean(scores["defaults"]))
         self._step(f"{name}: tuned {tuned_mean:.4f} vs defaults {default_mean:.4f} on {cfg.confirm_folds} fresh splits")
         if tuned_mean > default_mean:
@@ -303,6 +309,11 @@ class AutoRecommender(Recommender[AutoConfig]):
             return normalised(MemberView(model, vocab, data.items).scores(rows), seen).astype(np.float32)
 
         lead_z = standardised(lead, tuned[lead][0])
+
+        def blended(name: str, params: dict[str, Any]) -> float:
+            blend = np.where(seen, -np.inf, lead_z + standardised(name, params))
+            return _ndcg_of(blend, relevant, n_relevant, cfg.k)
+
         partners = [name for name in kept if name != lead]
         out: dict[str, tuple[dict[str, Any], float]] = {}
         # Never at the cost of the blend folds: they need the last 35 % of the budget.
@@ -315,21 +326,10 @@ class AutoRecommender(Recommender[AutoConfig]):
                 break
             self._step(f"tuning {name} as a partner of {lead} ({share:.0f}s)")
             model_cls: Any = catalog.resolve(name)
-            start = tuned[name][0] or {
-                key: value for key, value in catalog.create(name).params.items() if isinstance(value, int | float | str)
-            }
-
-            def space(trial: Any, cls: Any = model_cls) -> dict[str, Any]:
-                return dict(cls.search_space(trial))
-
-            def blended(params: dict[str, Any], name: str = name) -> float:
-                blend = np.where(seen, -np.inf, lead_z + standardised(name, params))
-                return _ndcg_of(blend, relevant, n_relevant, cfg.k)
-
             result = tune_objective(
-                space,
-                blended,
-                start=[start],
+                model_cls.search_space,
+                functools.partial(blended, name),
+                start=[tuned[name][0] or default_params(model_cls)],
                 n_trials=cfg.max_trials,
                 timeout_s=share,
                 seed=cfg.seed,

@@ -58,6 +58,7 @@ def sequence_cooccurrence(data: TrainingData, window: int, time_scale_s: float |
     users = frame["user_idx"].to_numpy()[order]
     items = frame["item_idx"].to_numpy()[order]
     seconds = times[order] / 1000.0 if times is not None and time_scale_s is not None else None
+    scale = float(time_scale_s or 1.0)
     n = len(data.items)
     rows, cols, values = [], [], []
     for distance in range(1, window + 1):
@@ -66,8 +67,8 @@ def sequence_cooccurrence(data: TrainingData, window: int, time_scale_s: float |
             weight = np.full(int(same.sum()), 1.0 / distance)
         else:
             apart = np.abs(seconds[distance:] - seconds[:-distance])
-            same &= apart <= 10.0 * float(time_scale_s or 1.0)
-            weight = np.exp(-apart[same] / float(time_scale_s or 1.0))
+            same &= apart <= 10.0 * scale
+            weight = np.exp(-apart[same] / scale)
         if not same.any():
             break
         rows.append(items[:-distance][same])
@@ -110,4 +111,3 @@ class SequenceKNN(NeighbourhoodRecommender[SequenceKNNConfig]):
             "beta": trial.suggest_float("beta", 0.0, 1.0),
             "neighbours": trial.suggest_int("neighbours", 20, 1000, log=True),
         }
-

@@ -97,6 +97,26 @@ class ContentIndex:
         norm = float(np.linalg.norm(summed))
         return (summed / norm).astype(np.float32) if norm > 0 else None
 
+    def profiles(self, liked: list[tuple[list[str], list[float]]]) -> tuple[np.ndarray, np.ndarray]:
+        """`profile` of many users at once, as rows (zero where it would be None), and which rows have one."""
+        lookup = self.position
+        users, rows, weights = [], [], []
+        for user, (ids, ws) in enumerate(liked):
+            for item_id, weight in zip(ids, ws, strict=True):
+                row = lookup.get(item_id)
+                if row is not None and weight > 0:
+                    users.append(user)
+                    rows.append(row)
+                    weights.append(weight)
+        matrix = sp.csr_matrix(
+            (np.asarray(weights, dtype=np.float32), (users, rows)), shape=(len(liked), len(self.ids))
+        )
+        summed = np.asarray(matrix @ self.vectors, dtype=np.float32)
+        norms = np.linalg.norm(summed, axis=1)
+        has = norms > 0
+        summed[has] /= norms[has, None]
+        return summed, has
+
 
 def load_content(store: Store) -> ContentIndex | None:
     """The content index of the stored catalogue (one query)."""

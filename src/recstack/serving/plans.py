@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from recstack.serving.data import Catalog, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
@@ -141,23 +140,8 @@ def _novel_ranks(
     novel = new_items.novel_for(model, model.item_pos, content)
     if not novel.ids:
         return None
-    lookup = content.position
-    users, rows, weights = [], [], []
-    for uidx, (ids, ws) in enumerate(liked):
-        for item_id, weight in zip(ids, ws, strict=True):
-            row = lookup.get(item_id)
-            if row is not None and weight > 0:
-                users.append(uidx)
-                rows.append(row)
-                weights.append(weight)
     n_users = len(liked)
-    matrix = sp.csr_matrix(
-        (np.asarray(weights, dtype=np.float32), (users, rows)), shape=(n_users, len(content.ids))
-    )
-    profiles = np.asarray(matrix @ content.vectors, dtype=np.float32)
-    norms = np.linalg.norm(profiles, axis=1)
-    has = norms > 0
-    profiles[has] /= norms[has, None]
+    profiles, has = content.profiles(liked)
     depth = min(depth, len(novel.ids))
     out_rows = np.full((n_users, depth), -1, dtype=np.int32)
     out_sims = np.zeros((n_users, depth), dtype=np.float32)
