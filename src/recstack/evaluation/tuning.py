@@ -125,6 +125,7 @@ def tune(
     validation_ratio: float = 0.75,
     progress: ProgressCallback | None = None,
     fixed: Mapping[str, Any] | None = None,
+    folds: int = 1,
 ) -> TuningResult:
     """Search `model_cls`'s hyperparameters to maximise `metric`@`k` on a validation split of `train`.
 
@@ -135,6 +136,8 @@ def tune(
     sampler (TPE) is seeded with `seed`, so a search with the same budget in trials is reproducible; the
     first trial is the model's own defaults (where its instances expose `params`).
     `fixed` keywords (a weighting chosen earlier, say) go to every trial's constructor and are not searched.
+    With `folds` > 1 a trial's score is its mean over that many validation splits (seeds 1, 2, …): slower,
+    but the winner is less often one split's luck.
 
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
     failed.
@@ -143,14 +146,19 @@ def tune(
         raise ConfigurationError(f"unknown tuning metric {metric!r}; choose from {sorted(_METRICS)}")
     if n_trials is None and timeout_s is None:
         raise ConfigurationError("tuning needs n_trials, timeout_s or both")
-    fit_part, held_out = validation_split(train, ratio=validation_ratio)
-    users = list(pd.unique(held_out["user_id"]))
+    if folds < 1:
+        raise ConfigurationError(f"tuning needs at least one fold, not {folds}")
+    splits = [validation_split(train, ratio=validation_ratio, seed=seed) for seed in range(1, folds + 1)]
     score = _METRICS[metric]
     name = getattr(model_cls, "__name__", str(model_cls))
 
     def objective(params: dict[str, Any]) -> float:
-        model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
-        return score(model.recommend(users, k, exclude_seen=True), held_out, k)
+        values = []
+        for fit_part, held_out in splits:
+            model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
+            users = list(pd.unique(held_out["user_id"]))
+            values.append(score(model.recommend(users, k, exclude_seen=True), held_out, k))
+        return float(np.mean(values))
 
     start = default_params(model_cls)
     study, budget = _search(

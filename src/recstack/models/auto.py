@@ -74,6 +74,7 @@ class AutoConfig(RecommenderConfig):
     tuning_share: float = Field(default=0.45, gt=0.0, lt=1.0)
     max_trials: int = Field(default=20, ge=1)
     confirm_folds: int = Field(default=2, ge=0)
+    confirm_margin: float = Field(default=0.005, ge=0.0)
     partner_share: float = Field(default=0.2, ge=0.0, lt=1.0)
     partner_cells: int = Field(default=1 << 26, ge=1)
     keep_within: float = Field(default=0.85, gt=0.0, le=1.0)
@@ -130,9 +131,7 @@ class AutoRecommender(Recommender[AutoConfig]):
                 name: {"params": p, "validation_blend_ndcg": round(s, 5)} for name, (p, s) in partners.items()
             },
             "members": kept,
-            "weighting": {
-                key: value.model_dump(mode="json") for key, value in self._fixed.items()
-            },
+            "weighting": {key: value.model_dump(mode="json") for key, value in self._fixed.items()},
         }
         self.weights_ = np.ones(len(specs))
         self.ranker_ = ""
@@ -175,9 +174,7 @@ class AutoRecommender(Recommender[AutoConfig]):
         self._step(f"weighting chosen on {lead}: {_describe(chosen)} (validation NDCG {max(scores):.4f})")
         return {"weighting": chosen}
 
-    def _holdout_ndcg(
-        self, name: str, params: dict[str, Any], split: Split, items_frame: pd.DataFrame | None
-    ) -> float:
+    def _holdout_ndcg(self, name: str, params: dict[str, Any], split: Split, items_frame: pd.DataFrame | None) -> float:
         """NDCG@k of `name(**params)` fitted on the split's fitting part, on its held-out part."""
         fit_part, held_out = split
         model = catalog.create(name, **params).fit(fit_part, items=items_frame)
@@ -252,7 +249,10 @@ class AutoRecommender(Recommender[AutoConfig]):
         The best of many trials on one split is partly that split's luck: on MovieLens-latest-small the
         tuned SequenceEASE won its tuning split by 0.002 NDCG@10, lost to the defaults on two other splits
         and lost 0.011 on the test split. `confirm_folds` more splits (seeds 2, 3, …) settle it; the result
-        is the winner's mean over them. Skipped when the defaults won tuning or time is short.
+        is the winner's mean over them; the tuned parameters must win by `confirm_margin` (relative), since
+        the defaults were chosen on many data sets and a hair's gain on two splits is noise (on ML-100K
+        protocol B a tuned SequenceEASE won by 0.07 % there and lost 0.002 on the test split). Skipped when
+        the defaults won tuning or time is short.
         """
         cfg = self.config
         defaults = default_params(catalog.resolve(name))
@@ -267,7 +267,7 @@ class AutoRecommender(Recommender[AutoConfig]):
                 scores[label].append(self._holdout_ndcg(name, {**chosen, **self._fixed}, split, items_frame))
         tuned_mean, default_mean = float(np.mean(scores["tuned"])), float(np.mean(scores["defaults"]))
         self._step(f"{name}: tuned {tuned_mean:.4f} vs defaults {default_mean:.4f} on {cfg.confirm_folds} fresh splits")
-        if tuned_mean > default_mean:
+        if tuned_mean > default_mean * (1.0 + cfg.confirm_margin):
             return params, tuned_mean
         return {}, default_mean
 
@@ -364,8 +364,7 @@ class AutoRecommender(Recommender[AutoConfig]):
             fit_part, held_out = validation_split(frame, ratio=cfg.validation_ratio, seed=1 + fold)
             self._step(f"fold {fold + 1}: fitting the members on the validation split")
             members = [
-                catalog.create(name, **params, **self._fixed).fit(fit_part, items=items_frame)
-                for name, params in specs
+                catalog.create(name, **params, **self._fixed).fit(fit_part, items=items_frame) for name, params in specs
             ]
             users = np.asarray(pd.unique(held_out["user_id"]), dtype=object)
             if len(users) > cfg.max_validation_users:

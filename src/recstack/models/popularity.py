@@ -89,9 +89,7 @@ class Popularity(Recommender[PopularityConfig]):
         overall = per_user.sum(axis=0)
         prior = overall / max(overall.sum(), 1.0)
         s = self.config.category_smoothing
-        self.affinity_ = ((per_user + s * prior) / (per_user.sum(axis=1, keepdims=True) + s + 1e-12)).astype(
-            np.float32
-        )
+        self.affinity_ = ((per_user + s * prior) / (per_user.sum(axis=1, keepdims=True) + s + 1e-12)).astype(np.float32)
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         affinity = self.affinity_[np.asarray(user_idx)][:, self.item_category_]

@@ -14,10 +14,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import Field
 
-from recstack.errors import ConfigurationError
 from recstack.models.base import TrainingData, Trial
 from recstack.models.ease import EASE, EASEConfig
 from recstack.models.sequence_knn import sequence_cooccurrence
@@ -27,8 +25,13 @@ __all__ = ["SequenceEASE", "SequenceEASEConfig"]
 
 class SequenceEASEConfig(EASEConfig):
     """`window`: steps apart two items may be; `sequence_weight`: how much the windowed counts add to XᵀX;
-    `time_scale_s`: weigh pairs by seconds apart rather than steps (see `sequence_cooccurrence`)."""
+        `time_scale_s`: weigh pairs by seconds apart rather than steps (see `sequence_cooccurrence`). The penalty
+    defaults differ from EASE's (λ = 8 × the mean `G_ii`, popularity exponent 0.5): best on validation splits
+    of both MovieLens sets."""
 
+    l2: float = Field(default=8.0, gt=0.0)
+    l2_relative: bool = True
+    l2_popularity_exponent: float = Field(default=0.5, ge=0.0, le=2.0)
     window: int = Field(default=100, ge=1)
     sequence_weight: float = Field(default=1.0, ge=0.0)
     time_scale_s: float | None = Field(default=120.0, gt=0.0)
@@ -41,35 +44,18 @@ class SequenceEASE(EASE):
     config_type: ClassVar[type[SequenceEASEConfig]] = SequenceEASEConfig  # type: ignore[assignment]
     config: SequenceEASEConfig  # type: ignore[assignment]
 
-    def _fit(self, data: TrainingData) -> None:
-        cfg = self.config
-        x = data.matrix
-        users_per_item = np.diff(sp.csc_matrix(x).indptr)
-        kept = np.flatnonzero(users_per_item >= cfg.min_item_users)
-        if kept.size == 0:
-            kept = np.arange(x.shape[1])
-        if kept.size > cfg.max_items:
-            raise ConfigurationError(
-                f"SequenceEASE needs a dense {kept.size}×{kept.size} matrix; raise min_item_users or max_items "
-                f"({cfg.max_items}) if that fits in memory, or use another model"
-            )
-        sub = x[:, kept]
-        gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
-        if cfg.sequence_weight > 0:
-            cooccurrence = sequence_cooccurrence(data, cfg.window, cfg.time_scale_s)[kept][:, kept]
-            gram += cfg.sequence_weight * cooccurrence.toarray()
-        gram[np.diag_indices(kept.size)] += cfg.l2
-        precision = np.linalg.inv(gram)
-        weights = precision / -np.diag(precision)[None, :]
-        weights[np.diag_indices(kept.size)] = 0.0
-        self.weights_ = weights.astype(np.float32)
-        self.kept_ = kept.astype(np.int64)
-        self.user_items_ = sp.csr_matrix(sub, dtype=np.float32)
+    def _gram(self, data: TrainingData, kept: np.ndarray) -> np.ndarray:
+        gram = super()._gram(data, kept)
+        if self.config.sequence_weight > 0:
+            cooccurrence = sequence_cooccurrence(data, self.config.window, self.config.time_scale_s)[kept][:, kept]
+            gram += self.config.sequence_weight * cooccurrence.toarray()
+        return gram
 
     @classmethod
     def search_space(cls, trial: Trial) -> dict[str, Any]:
         return {
-            "l2": trial.suggest_float("l2", 10.0, 5_000.0, log=True),
+            "l2": trial.suggest_float("l2", 0.5, 100.0, log=True),
+            "l2_popularity_exponent": trial.suggest_float("l2_popularity_exponent", 0.0, 1.0),
             "sequence_weight": trial.suggest_float("sequence_weight", 0.0, 3.0),
             "time_scale_s": trial.suggest_float("time_scale_s", 10.0, 3_600.0, log=True),
             "window": trial.suggest_int("window", 2, 100, log=True),

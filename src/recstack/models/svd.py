@@ -170,9 +170,7 @@ class SVD(FactorRecommender[SVDConfig]):
         out[known_u] += self.user_bias_[users[known_u]]
         out[known_i] += self.item_bias_[items[known_i]]
         f = self.user_factors_.shape[1] - 2
-        out[both] += np.einsum(
-            "nf,nf->n", self.user_factors_[users[both], :f], self.item_factors_[items[both], :f]
-        )
+        out[both] += np.einsum("nf,nf->n", self.user_factors_[users[both], :f], self.item_factors_[items[both], :f])
         return np.clip(out, self.rating_range_[0], self.rating_range_[1])
 
     @classmethod

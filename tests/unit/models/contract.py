@@ -26,9 +26,7 @@ SIMILAR_COLUMNS = ["item_id", "similar_item_id", "rank", "score"]
 def ndcg_at_k(recommendations: pd.DataFrame, test: pd.DataFrame, k: int) -> float:
     """Mean NDCG@k over the users in `test`, every test item relevant (binary gains)."""
     relevant = test.groupby("user_id")["item_id"].apply(set).to_dict()
-    lists = (
-        recommendations.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(list).to_dict()
-    )
+    lists = recommendations.sort_values(["user_id", "rank"]).groupby("user_id")["item_id"].apply(list).to_dict()
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     scores = []
     for user, items in relevant.items():
@@ -86,9 +84,7 @@ class RecommenderContract:
     def test_exclude_seen(self, model: Recommender[Any], platform: Any, users: list[str]) -> None:
         seen = platform.train.groupby("user_id")["item_id"].apply(set)
         recs = model.recommend(users, k=10)
-        assert not any(
-            item in seen[user] for user, item in zip(recs["user_id"], recs["item_id"], strict=True)
-        )
+        assert not any(item in seen[user] for user, item in zip(recs["user_id"], recs["item_id"], strict=True))
         kept = model.recommend(users, k=10, exclude_seen=False)
         assert len(kept) == 10 * len(users)
 
@@ -143,13 +139,9 @@ class RecommenderContract:
         with pytest.raises(ConfigurationError):
             type(model)(no_such_parameter=1)
 
-    def test_quality_beats_popularity(
-        self, model: Recommender[Any], platform: Any, popularity_ndcg: float
-    ) -> None:
+    def test_quality_beats_popularity(self, model: Recommender[Any], platform: Any, popularity_ndcg: float) -> None:
         recs = model.recommend(platform.test["user_id"].unique(), k=10)
         ndcg = ndcg_at_k(recs, platform.test, 10)
         assert ndcg >= self.ndcg_floor, f"NDCG@10 {ndcg:.3f} below floor {self.ndcg_floor}"
         if self.beats_popularity:
-            assert ndcg > popularity_ndcg, (
-                f"NDCG@10 {ndcg:.3f} does not beat popularity {popularity_ndcg:.3f}"
-            )
+            assert ndcg > popularity_ndcg, f"NDCG@10 {ndcg:.3f} does not beat popularity {popularity_ndcg:.3f}"
