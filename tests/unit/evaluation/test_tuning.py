@@ -91,6 +91,25 @@ def test_only_the_training_data_is_used_and_split_again(train: pd.DataFrame) -> 
     assert not held_out.empty
 
 
+def test_several_folds_score_each_trial_by_its_mean_over_fresh_splits(train: pd.DataFrame) -> None:
+    from recstack.evaluation import metrics as m
+
+    result = tune(ShiftedPopularity, train, n_trials=1, k=5, folds=3)
+    splits = [validation_split(train, seed=seed) for seed in (1, 2, 3)]
+    assert len(ShiftedPopularity.fitted_on) == 3
+    for fitted, (fit_part, _) in zip(ShiftedPopularity.fitted_on, splits, strict=True):
+        pd.testing.assert_frame_equal(fitted, fit_part)
+    expected = np.mean(
+        [
+            m.ndcg(ShiftedPopularity(**result.best_params).fit(f).recommend(list(pd.unique(h["user_id"])), 5), h, 5)
+            for f, h in splits
+        ]
+    )
+    assert result.best_value == pytest.approx(expected)
+    with pytest.raises(ConfigurationError):
+        tune(ShiftedPopularity, train, n_trials=1, folds=0)
+
+
 def test_fixed_keywords_reach_every_trial_without_being_searched(train: pd.DataFrame) -> None:
     built: list[dict[str, Any]] = []
     original = ShiftedPopularity.__init__
