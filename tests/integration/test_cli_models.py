@@ -144,12 +144,12 @@ def test_evaluate_a_file_writes_table_json_and_plot(platform: dict[str, Path], t
 def test_evaluate_tunes_on_training_data_only(ratings_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     run = recstack(tmp_path, "evaluate", "--data", str(ratings_file), "--model", "ease", "--tune", "--trials", "3",
-                   "--split", "user", "--ratio", "0.7", "--out", str(out))
+                   "--tune-folds", "2", "--split", "user", "--ratio", "0.7", "--out", str(out))
     assert run.returncode == 0, run.stderr
     assert "tune ease" in run.stderr
     meta = json.loads((out / "report.json").read_text())["meta"]
     tuning = meta["models"]["ease"]["tuning"]
-    assert tuning["n_trials"] == 3
+    assert tuning["n_trials"] == 3 and tuning["folds"] == 2
     assert meta["models"]["ease"]["params"]["l2"] == pytest.approx(tuning["best_params"]["l2"])
 
 

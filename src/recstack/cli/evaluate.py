@@ -88,6 +88,7 @@ class TuneOptions:
     time_budget_s: float | None = None
     k: int = 10
     seed: int = 42
+    folds: int = 1
 
 
 @dataclass
@@ -192,7 +193,7 @@ def _tune_one(bar: Progress, name: str, train: pd.DataFrame, items: pd.DataFrame
 
     result = tune(
         catalog.resolve(name), train, items=items, k=opts.k, n_trials=opts.trials,  # type: ignore[arg-type]
-        timeout_s=opts.time_budget_s, seed=opts.seed, progress=advance,
+        timeout_s=opts.time_budget_s, seed=opts.seed, progress=advance, folds=opts.folds,
     )
     bar.update(task, total=len(result.trials), completed=len(result.trials))
     return result
@@ -339,6 +340,9 @@ def evaluate(
     k: Annotated[int, typer.Option(min=1, help="Length of each recommendation list.")] = 10,
     tune: Annotated[bool, typer.Option("--tune", help="Search each model's hyperparameters first.")] = False,
     trials: Annotated[int, typer.Option(min=1, help="Tuning trials per model.")] = 20,
+    tune_folds: Annotated[
+        int, typer.Option(min=1, help="Validation splits each tuning trial is scored on (mean); more is steadier.")
+    ] = 1,
     time_budget: Annotated[
         float | None, typer.Option(min=1, help="Seconds per model for tuning (and for 'auto').")
     ] = None,
@@ -362,7 +366,7 @@ def evaluate(
         f"{source}: {len(interactions):,} interactions → {len(train):,} train / {len(test):,} test rows, "
         f"{relevant['user_id'].nunique():,} users with {len(relevant):,} relevant items"
     )
-    tuning = TuneOptions(trials=trials, time_budget_s=time_budget, k=k, seed=seed) if tune else None
+    tuning = TuneOptions(trials=trials, time_budget_s=time_budget, k=k, seed=seed, folds=tune_folds) if tune else None
     trained, failed = train_models(names, train, item_frame, params, tuning, time_budget)
     if not trained:
         raise RecstackError("no model could be trained: " + "; ".join(f"{n}: {r}" for n, r in failed.items()))

@@ -80,6 +80,7 @@ class TuningResult:
     best_value: float
     trials: pd.DataFrame = field(repr=False)
     elapsed_s: float
+    folds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary, to save with the fitted model."""
@@ -89,6 +90,7 @@ class TuningResult:
             "best_params": self.best_params,
             "best_value": self.best_value,
             "n_trials": len(self.trials),
+            "folds": self.folds,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -185,6 +187,7 @@ def tune(
         best_value=float(study.best_value),
         trials=study.trials_dataframe(),
         elapsed_s=elapsed,
+        folds=folds,
     )
 
 

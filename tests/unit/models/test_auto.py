@@ -122,3 +122,21 @@ def test_partners_are_tuned_for_the_blend_with_the_lead(platform: Platform) -> N
 def test_partner_tuning_is_skipped_above_the_cell_limit(platform: Platform) -> None:
     model = AutoRecommender(**{**SMALL, "partner_cells": 10}).fit(platform.train)
     assert model.report_["partner_tuning"] == {}
+
+
+def test_forward_selection_adds_a_member_only_when_it_earns_its_place() -> None:
+    from recstack.models.auto import _forward_selection
+
+    rng = np.random.default_rng(7)
+    users, size = 400, 30
+    labels = (rng.random((users, size)) < 0.15).astype(np.float32)
+    signal = labels + rng.normal(0.0, 1.0, labels.shape)
+    lead = signal + rng.normal(0.0, 1.0, labels.shape)
+    partner = signal + rng.normal(0.0, 1.0, labels.shape)  # independent errors: blending helps
+    noise = rng.normal(0.0, 1.0, labels.shape)
+    n_relevant = labels.sum(axis=1)
+    weights, value = _forward_selection([noise, lead, partner], labels, n_relevant, 10, min_gain=0.005)
+    assert weights[0] == 0.0 and weights[1] > 0 and weights[2] > 0 and weights.max() == 1.0
+    alone, _ = _forward_selection([noise, lead, partner], labels, n_relevant, 10, min_gain=10.0)
+    assert np.count_nonzero(alone) == 1
+    assert value > _forward_selection([lead], labels, n_relevant, 10, min_gain=0.0)[1]
