@@ -13,7 +13,8 @@ What `fit` does, all on the training interactions it is given (a caller's test d
 3. On `folds` fresh per-user splits (`validation_ratio` kept), fit the members on the fitting part, pool
    `pool_size` candidates per held-out user from their blend and describe each (user, item) pair
    (`recstack.models._rerank`). Blend weights (per-user standardised scores) are learned on all folds'
-   pools by coordinate ascent on NDCG@k; members left at weight 0 are dropped.
+   pools by forward selection from the best member on NDCG@k: a member joins only if it lifts NDCG by
+   `blend_min_gain` (relative); members left out are dropped.
 4. Optionally (`rerank=True`) train a LightGBM LambdaRank ranker on those pools — member scores and ranks,
    popularity, activity and, with timestamps, where the item's life sits against the user's active period
    — and keep it only if it beats the blend by `rerank_margin` on validation users it was not trained on.

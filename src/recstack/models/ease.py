@@ -14,8 +14,8 @@ sets of different density and interaction weights of different scale: the best a
 MovieLens-100K (mean `G_ii` 53) and 100–170 on latest-small (16), both ≈ 8 × the mean.
 Steck's follow-up (EDLAE, NeurIPS 2020) shows that dropout-denoising training amounts to a penalty
 proportional to `G_ii` (β = 1); a milder β = 0.5 was best here. On MovieLens protocol A (sequence-aware EASE)
-it lifted NDCG@10 on validation splits of the training data by 0.0014–0.0029 on 100K and latest-small and by
-0.003–0.005 on the test splits; β = 0 is the paper's EASE.
+it lifted NDCG@10 on validation splits of the training data by 0.0014–0.0025 on 100K and latest-small and by
+0.002–0.005 on the test splits; β = 0 is the paper's EASE.
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def test_forward_selection_adds_a_member_only_when_it_earns_its_place() -> None:
     lead = signal + rng.normal(0.0, 1.0, labels.shape)
     partner = signal + rng.normal(0.0, 1.0, labels.shape)  # independent errors: blending helps
     noise = rng.normal(0.0, 1.0, labels.shape)
-    n_relevant = labels.sum(axis=1)
+    n_relevant = labels.sum(axis=1).astype(np.int64)
     weights, value = _forward_selection([noise, lead, partner], labels, n_relevant, 10, min_gain=0.005)
     assert weights[0] == 0.0 and weights[1] > 0 and weights[2] > 0 and weights.max() == 1.0
     alone, _ = _forward_selection([noise, lead, partner], labels, n_relevant, 10, min_gain=10.0)
