@@ -151,15 +151,15 @@ def tune(
     if folds < 1:
         raise ConfigurationError(f"tuning needs at least one fold, not {folds}")
     splits = [validation_split(train, ratio=validation_ratio, seed=seed) for seed in range(1, folds + 1)]
+    users = [list(pd.unique(held_out["user_id"])) for _, held_out in splits]
     score = _METRICS[metric]
     name = getattr(model_cls, "__name__", str(model_cls))
 
     def objective(params: dict[str, Any]) -> float:
         values = []
-        for fit_part, held_out in splits:
+        for (fit_part, held_out), asked in zip(splits, users, strict=True):
             model = model_cls(**params, **(fixed or {})).fit(fit_part, items=items)
-            users = list(pd.unique(held_out["user_id"]))
-            values.append(score(model.recommend(users, k, exclude_seen=True), held_out, k))
+            values.append(score(model.recommend(asked, k, exclude_seen=True), held_out, k))
         return float(np.mean(values))
 
     start = default_params(model_cls)

@@ -72,12 +72,12 @@ class EASE(Recommender[EASEConfig]):
             )
         logger.debug("%s: %d of %d items have enough users", type(self).__name__, kept.size, x.shape[1])
         sub = x[:, kept]
-        gram = self._gram(data, kept)
+        gram = self._gram(data, sub, kept)
         diagonal = np.diag(gram).copy()
-        scale = float(diagonal.mean()) if self.config.l2_relative and diagonal.mean() > 0 else 1.0
-        penalty = np.full(kept.size, self.config.l2 * scale)
-        if self.config.l2_popularity_exponent > 0 and diagonal.mean() > 0:
-            penalty *= (diagonal / diagonal.mean()) ** self.config.l2_popularity_exponent
+        mean = float(diagonal.mean())
+        penalty = np.full(kept.size, self.config.l2 * (mean if self.config.l2_relative and mean > 0 else 1.0))
+        if self.config.l2_popularity_exponent > 0 and mean > 0:
+            penalty *= (diagonal / mean) ** self.config.l2_popularity_exponent
         gram[np.diag_indices(kept.size)] += penalty
         precision = _inverse(gram)
         weights = precision / -np.diag(precision)[None, :]
@@ -86,9 +86,9 @@ class EASE(Recommender[EASEConfig]):
         self.kept_ = kept.astype(np.int64)
         self.user_items_ = sp.csr_matrix(sub, dtype=np.float32)
 
-    def _gram(self, data: TrainingData, kept: np.ndarray) -> np.ndarray:
-        """The dense item-item statistics the regression is solved from: `XᵀX` over the kept items."""
-        sub = data.matrix[:, kept]
+    def _gram(self, data: TrainingData, sub: sp.csr_matrix, kept: np.ndarray) -> np.ndarray:
+        """The dense item-item statistics the regression is solved from: `XᵀX` of `sub`, the kept items'
+        columns of `data.matrix`."""
         return np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 
 from recstack.models.base import TrainingData, Trial
@@ -44,8 +45,8 @@ class SequenceEASE(EASE):
     config_type: ClassVar[type[SequenceEASEConfig]] = SequenceEASEConfig  # type: ignore[assignment]
     config: SequenceEASEConfig  # type: ignore[assignment]
 
-    def _gram(self, data: TrainingData, kept: np.ndarray) -> np.ndarray:
-        gram = super()._gram(data, kept)
+    def _gram(self, data: TrainingData, sub: sp.csr_matrix, kept: np.ndarray) -> np.ndarray:
+        gram = super()._gram(data, sub, kept)
         if self.config.sequence_weight > 0:
             cooccurrence = sequence_cooccurrence(data, self.config.window, self.config.time_scale_s)[kept][:, kept]
             gram += self.config.sequence_weight * cooccurrence.toarray()
