@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from kafka_broker import BrokerUnavailable, KafkaBroker
 from recstack.storage import Store, open_store
 from recstack.storage.sql import normalise_url
 
@@ -93,3 +94,38 @@ def store(store_url: str) -> Iterator[Store]:
     store.migrate()
     yield store
     store.close()
+
+
+def _kafka_broker(log_path: Path) -> KafkaBroker:
+    try:
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        unavailable("Kafka", "confluent-kafka is not installed: pip install -e '.[bus]'")
+    try:
+        broker = KafkaBroker(log_path=log_path)
+        broker.start()
+    except BrokerUnavailable as exc:
+        unavailable("Kafka (tansu)", str(exc))
+    return broker
+
+
+@pytest.fixture(scope="session")
+def kafka_session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = _kafka_broker(tmp_path_factory.mktemp("kafka") / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_url(kafka_session_broker: KafkaBroker) -> str:
+    """`kafka://127.0.0.1:PORT?…` of one tansu broker shared by the session; tests use unique topics and groups."""
+    return kafka_session_broker.test_url
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of this test's own, which it may `stop()` and `start()` again on the same port (a restart
+    loses everything: tansu keeps its log in memory); use its `test_url`."""
+    broker = _kafka_broker(tmp_path / "tansu.log")
+    yield broker
+    broker.stop()

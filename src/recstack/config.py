@@ -18,6 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from recstack.bus.base import Topics
+
 UnknownIdPolicy = Literal["create", "reject"]
 
 
@@ -54,6 +56,39 @@ class Settings(BaseSettings):
     )
     cache_url: str = Field(default="memory://", description="Result cache: memory:// or redis://host:port/db.")
     cache_ttl_s: float = Field(default=60.0, gt=0, description="Seconds a cached result lives.")
+    bus_url: str = Field(
+        default="memory://",
+        description="Event bus: memory:// (in-process) or kafka://host:port[,host:port…].",
+    )
+    bus_partitions: int = Field(default=4, ge=1, description="Partitions of the topics recstack creates.")
+    topic_events: str = Field(default="recstack.events", min_length=1, description="Interactions, keyed by user.")
+    topic_catalog: str = Field(default="recstack.catalog", min_length=1, description="Item and user upserts.")
+    topic_dlq: str = Field(default="recstack.events.dlq", min_length=1, description="Messages that failed.")
+    online_url: str = Field(
+        default="",
+        description="Online state: sql (the store), memory:// or redis://…; default: the Redis cache, else sql.",
+    )
+    stream_group: str = Field(default="recstack-stream", min_length=1, description="Stream consumer group.")
+    stream_batch_size: int = Field(default=5_000, gt=0, description="Messages per stream batch.")
+    history_limit: int = Field(default=500, gt=0, description="Recent events per user kept online.")
+    trending_window_days: float = Field(default=7.0, gt=0, description="Window of the trending counters.")
+    loop_min_events: int = Field(default=1_000, ge=0, description="New events that make the loop retrain.")
+    loop_max_age_s: float | None = Field(
+        default=None, gt=0, description="Retrain when the champion's snapshot is older than this (with any event)."
+    )
+    loop_interval_s: float = Field(default=60.0, gt=0, description="Seconds between the loop's checks.")
+    loop_model: str = Field(default="", description="Model the loop trains; default: the champion's kind.")
+    loop_holdout: float = Field(
+        default=0.1, gt=0, lt=1, description="Share of the most recent events both models are scored on."
+    )
+    loop_margin: float = Field(default=0.0, ge=0, description="Relative margin a challenger must win by.")
+    feedback_window_s: float = Field(default=3_600.0, gt=0, description="Seconds a positive counts after.")
+    rollback_margin: float = Field(default=0.1, ge=0, lt=1, description="Relative feedback-rate drop that rolls back.")
+    rollback_min_impressions: int = Field(default=500, ge=1, description="Impressions needed before a rollback.")
+    rollback_window_s: float = Field(
+        default=7 * 86_400.0, gt=0, description="Seconds after a promotion the online rule may roll it back."
+    )
+    log_impressions: bool = Field(default=True, description="Record every served answer's items for the loop.")
 
     @field_validator("database_url")
     @classmethod
@@ -71,6 +106,20 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'recstack.db').resolve()}"
+
+    @property
+    def online_state_url(self) -> str:
+        if self.online_url:
+            return self.online_url
+        return self.cache_url if self.cache_url.startswith(("redis", "rediss", "unix")) else "sql"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(events=self.topic_events, catalog=self.topic_catalog, dlq=self.topic_dlq)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return (self.home / "outbox").resolve()
 
     @property
     def lake_root(self) -> str:

@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from recstack.config import Settings
 
-__all__ = ["CHAMPION", "PREVIOUS_CHAMPION", "ModelVersion", "Registry"]
+__all__ = ["CHAMPION", "CHAMPION_SINCE_TAG", "CHAMPION_VIA_TAG", "PREVIOUS_CHAMPION", "ModelVersion", "Registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ _PARAMS_TAG: Final = "recstack.params"
 _TAG_LIMIT: Final = 5000
 _PARAM_LIMIT: Final = 6000
 _COMPLETE: Final = ".complete"
+CHAMPION_SINCE_TAG: Final = "recstack.champion_since"
+"""Version tag: epoch ms at which the version last became the champion."""
+CHAMPION_VIA_TAG: Final = "recstack.champion_via"
+"""Version tag: how it last became the champion, `promote` or `rollback`."""
 _NAME: Final = re.compile(r"[\w\-. ]+")
 
 
@@ -72,10 +76,17 @@ class ModelVersion:
     params: dict[str, Any]
     created_at: datetime
     aliases: tuple[str, ...]
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_champion(self) -> bool:
         return CHAMPION in self.aliases
+
+    @property
+    def champion_since_ms(self) -> int | None:
+        """When it last became the champion (epoch ms), if the registry recorded it."""
+        raw = self.tags.get(CHAMPION_SINCE_TAG)
+        return int(raw) if raw is not None and raw.isdigit() else None
 
 
 class Registry:
@@ -185,6 +196,7 @@ class Registry:
                 if aliases is None
                 else sorted(alias for alias, v in aliases.items() if v == version)
             ),
+            tags={str(k): str(v) for k, v in tags.items()},
         )
 
     # ---- reading ------------------------------------------------------------------------------------
@@ -331,6 +343,7 @@ class Registry:
             if current is not None:
                 self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, str(current.version))
             self.client.set_registered_model_alias(self.model_name, CHAMPION, str(candidate.version))
+        self._mark_champion(candidate.version, "promote")
         logger.info("version %d is the champion of %s", version, self.model_name)
         return True
 
@@ -347,7 +360,44 @@ class Registry:
             else:
                 self.client.delete_registered_model_alias(self.model_name, PREVIOUS_CHAMPION)
             self.client.set_registered_model_alias(self.model_name, CHAMPION, str(target))
+        self._mark_champion(target, "rollback")
         return self.get(target)
+
+    def _mark_champion(self, version: int, via: str) -> None:
+        self.set_tag(version, CHAMPION_SINCE_TAG, str(int(time.time() * 1000)))
+        self.set_tag(version, CHAMPION_VIA_TAG, via)
+
+    def set_tag(self, version: int, key: str, value: str) -> None:
+        """Set (or replace) a tag on a model version; values are cut to MLflow's tag limit."""
+        with _mlflow_errors(f"tagging {self.model_name} version {version}"):
+            self.client.set_model_version_tag(self.model_name, str(version), key, value[:_TAG_LIMIT])
+
+    def log_decision(
+        self, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str] | None = None
+    ) -> str:
+        """Record one decision of the feedback loop as a finished run of the experiment `<model_name>-loop`
+        (params as strings, finite metrics only, names made MLflow-safe); returns the run id."""
+        experiment = self._loop_experiment()
+        with _mlflow_errors("logging a loop decision"):
+            from mlflow.entities import Metric, Param, RunStatus
+
+            run = self.client.create_run(experiment, tags=dict(tags or {}))
+            now = int(time.time() * 1000)
+            logged = [Metric(_mlflow_key(k), float(v), now, 0) for k, v in metrics.items() if math.isfinite(v)]
+            flat = [Param(_mlflow_key(k), str(v)[:_PARAM_LIMIT]) for k, v in _flatten(params).items()]
+            for start in range(0, max(len(logged), len(flat)), 100):
+                self.client.log_batch(run.info.run_id, metrics=logged[start : start + 100],
+                                      params=flat[start : start + 100])
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return str(run.info.run_id)
+
+    def _loop_experiment(self) -> str:
+        name = f"{self.model_name}-loop"
+        with self._lock, _mlflow_errors(f"experiment {name!r}"):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return str(found.experiment_id)
+            return str(self.client.create_experiment(name, artifact_location=self.artifact_root))
 
     # ---- loading ------------------------------------------------------------------------------------
 

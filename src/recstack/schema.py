@@ -111,7 +111,16 @@ def _check_id(frame: pd.DataFrame, column: str, reasons: _Reasons, required: boo
     if required:
         reasons.flag(ids.isna(), f"{column} is missing")
     reasons.flag(ids.str.len().fillna(0) > MAX_ID_LENGTH, f"{column} is longer than {MAX_ID_LENGTH} characters")
+    reasons.flag(ids.str.contains("\x00", regex=False).fillna(False), f"{column} contains a NUL character")
     return ids
+
+
+def _check_text(frame: pd.DataFrame, columns: tuple[str, ...], reasons: _Reasons) -> None:
+    """No store can keep a NUL character in text (PostgreSQL refuses it), so it is a reject, not a crash."""
+    for column in columns:
+        if column in frame:
+            text = frame[column].astype("string")
+            reasons.flag(text.str.contains("\x00", regex=False).fillna(False), f"{column} contains a NUL character")
 
 
 def parse_timestamps(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -305,6 +314,7 @@ def validate_items(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     reasons = _Reasons(len(frame))
     item_id = _check_id(frame, "item_id", reasons)
+    _check_text(frame, ("title", "category", "tags", "description", "attributes"), reasons)
     duration = _check_number(frame, "duration_s", reasons, 0.0, rules.max_duration_s)
     created = _check_time(frame, "created_at", reasons, required=False, now_ms=now_ms)
     available_raw = _text(frame, "available").str.lower()
@@ -340,6 +350,7 @@ def validate_users(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     reasons = _Reasons(len(frame))
     user_id = _check_id(frame, "user_id", reasons)
+    _check_text(frame, ("attributes",), reasons)
     created = _check_time(frame, "created_at", reasons, required=False, now_ms=now_ms)
     _check_attributes(frame, reasons)
     good = ~reasons.bad

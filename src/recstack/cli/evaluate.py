@@ -25,6 +25,8 @@ from recstack import __version__
 from recstack.cli.common import console, err_console, settings
 from recstack.cli.files import INTERACTIONS_HEADER, read_training_files
 from recstack.errors import ConfigurationError, RecstackError
+from recstack.evaluation.holdout import item_categories, relevant_pairs
+from recstack.jobs.training import build_model
 from recstack.models import catalog
 from recstack.models.base import Recommender
 from recstack.schema import ValidationRules
@@ -70,14 +72,6 @@ def check_models(names: Sequence[str]) -> None:
                 f"({', '.join(catalog.names())})"
             )
         catalog.resolve(name)
-
-
-def build_model(name: str, params: dict[str, Any], time_budget_s: float | None = None) -> Recommender[Any]:
-    """A fresh model from the catalogue; a model with a `time_budget_s` setting ("auto") gets the budget."""
-    cls = catalog.resolve(name)
-    if time_budget_s is not None and "time_budget_s" in cls.config_type.model_fields:
-        params = {"time_budget_s": time_budget_s, **params}
-    return cls(**params)
 
 
 @dataclass(frozen=True)
@@ -220,26 +214,6 @@ def split_interactions(
     if parts.train.empty or parts.test.empty:
         raise ConfigurationError(f"the {split} split left an empty part ({len(parts.train)}/{len(parts.test)} rows)")
     return parts.train, parts.test
-
-
-def relevant_pairs(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:
-    """The held-out (user, item) pairs that count as hits: positive strength under the weighting inferred
-    from the training part (a skip or a bounce is not a success; every rating is), and not already seen in
-    training (a seen item is never recommended, so it could only lower every model's score alike)."""
-    from recstack.processing.weighting import infer, weigh
-
-    pairs = weigh(test, infer(train, items), items)
-    pairs = pairs.loc[pairs["weight"] > 0, ["user_id", "item_id"]]
-    seen = train[["user_id", "item_id"]].astype(str).drop_duplicates()
-    joined = pairs.merge(seen, on=["user_id", "item_id"], how="left", indicator=True)
-    return joined.loc[joined["_merge"] == "left_only", ["user_id", "item_id"]].reset_index(drop=True)
-
-
-def item_categories(items: pd.DataFrame | None) -> dict[str, list[str]] | None:
-    if items is None or "category" not in items:
-        return None
-    known = items.loc[items["category"].notna(), ["item_id", "category"]]
-    return {str(i): [str(c)] for i, c in zip(known["item_id"], known["category"], strict=True)} or None
 
 
 def score_models(

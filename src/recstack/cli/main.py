@@ -11,7 +11,20 @@ import typer
 from pydantic import ValidationError
 
 from recstack import __version__
-from recstack.cli import datasets, demo, evaluate, ingest, models, quarantine, recommend, serve, store, train
+from recstack.cli import (
+    datasets,
+    demo,
+    evaluate,
+    ingest,
+    loop,
+    models,
+    quarantine,
+    recommend,
+    serve,
+    store,
+    stream,
+    train,
+)
 from recstack.cli.common import err_console
 from recstack.config import Settings
 from recstack.errors import ConfigurationError, RecstackError
@@ -57,10 +70,12 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(quarantine.app, name="quarantine")
 demo.register(app)
 train.register(app)
+loop.register(app)
 app.add_typer(models.app, name="models")
 evaluate.register(app)
 recommend.register(app)
 serve.register(app)
+stream.register(app)
 
 
 def main() -> None:

@@ -46,11 +46,14 @@ def list_versions(
         out.add_column(metric, justify="right")
     out.add_column("aliases")
     out.add_column("created (UTC)")
+    out.add_column("last loop decision", overflow="fold")
     for v in versions:
         style = "bold green" if v.is_champion else None
         cells = [_fmt(v.metrics.get(metric)) for metric in shown]
         created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        out.add_row(str(v.version), v.model_kind, *cells, ", ".join(v.aliases), created, style=style)
+        note = last_decision(v)
+        shown_note = f"{note['decision']} {note['at']}: {note['summary']}" if note else ""
+        out.add_row(str(v.version), v.model_kind, *cells, ", ".join(v.aliases), created, shown_note, style=style)
     console.print(out)
 
 
@@ -97,7 +100,22 @@ def _as_dict(v: ModelVersion) -> dict[str, object]:
         "metrics": {k: (x if math.isfinite(x) else None) for k, x in v.metrics.items()},
         "aliases": list(v.aliases),
         "created_at": v.created_at.isoformat(),
+        "last_decision": last_decision(v),
     }
+
+
+def last_decision(v: ModelVersion) -> dict[str, str] | None:
+    """The feedback loop's last decision about `v` (decision, at, summary, run_id), if it made one."""
+    from recstack.jobs.loop import LOOP_DECISION_TAG
+
+    raw = v.tags.get(LOOP_DECISION_TAG)
+    if not raw:
+        return None
+    try:
+        note = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"decision": "?", "at": "", "summary": raw}
+    return {str(k): str(x) for k, x in note.items()} if isinstance(note, dict) else None
 
 
 def _fmt(value: float | None) -> str:

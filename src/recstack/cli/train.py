@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 from recstack.cli.common import console, err_console, progress_bar, settings, store_from
 from recstack.config import Settings
 from recstack.errors import ConfigurationError, NotFound
+from recstack.evaluation.holdout import Holdout
 from recstack.storage.lake import Lake, Snapshot
 
 HOLDOUT = 0.2
-K = 10
 SHOWN_METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "coverage@10")
 
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Metrics of a model fitted on the training part and scored on the held-out part."""
-
-    metrics: dict[str, float]
-    train_rows: int
-    test_rows: int
-    test_users: int
-
-
-def default_model() -> str:
-    """`auto` when the catalogue has it, else EASE (the strongest single model on the benchmarks)."""
-    from recstack.models.catalog import MODELS
-
-    return "auto" if "auto" in MODELS else "ease"
 
 
 def train(
@@ -64,6 +42,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 42,
 ) -> None:
     """Train on the latest snapshot, evaluate on a per-user 20% hold-out, register, and promote if better."""
+    from recstack.jobs.training import default_model, read_snapshot, train_and_register
     from recstack.models import catalog
     from recstack.registry import Registry
 
@@ -79,46 +58,24 @@ def train(
         _quiet_optuna()
 
     snap = latest_snapshot(ctx, cfg)
-    lake = Lake(cfg.lake_root)
-    interactions = lake.read_interactions(snap.snapshot_id)
-    if interactions.empty:
-        raise ConfigurationError(f"snapshot {snap.snapshot_id} has no interactions: ingest some first")
-    items, users = lake.read_items(snap.snapshot_id), lake.read_users(snap.snapshot_id)
+    data = read_snapshot(Lake(cfg.lake_root), snap)
     err_console.print(
-        f"snapshot [bold]{snap.snapshot_id}[/]: {len(interactions):,} interactions, {len(items):,} items, "
-        f"{len(users):,} users"
+        f"snapshot [bold]{snap.snapshot_id}[/]: {len(data.interactions):,} interactions, "
+        f"{len(data.items) if data.items is not None else 0:,} items, "
+        f"{len(data.users) if data.users is not None else 0:,} users"
     )
-
-    with err_console.status(f"fitting {name} on {1 - HOLDOUT:.0%} of each user's interactions…"):
-        evaluation = evaluate(lambda: catalog.create(name, **params), interactions, items, users, seed)
-    with err_console.status(f"refitting {name} on all interactions…"):
-        fitted = catalog.create(name, **params).fit(interactions, items if not items.empty else None, users)
-
     registry = Registry.from_settings(cfg)
-    run_params = {
-        "snapshot_id": snap.snapshot_id,
-        "split": f"stratified_by_user(ratio={1 - HOLDOUT}, seed={seed})",
-        "interactions": len(interactions),
-        "train_rows": evaluation.train_rows,
-        "test_rows": evaluation.test_rows,
-        "test_users": evaluation.test_users,
-        "fit_seconds": round(fitted.fit_seconds_ or 0.0, 3),
-    }
-    with tempfile.TemporaryDirectory(prefix="recstack-report-") as scratch:
-        report = write_report(Path(scratch) / "report", name, evaluation, run_params, fitted)
-        with err_console.status("registering…"):
-            version = registry.log(
-                fitted, metrics=evaluation.metrics, params=run_params, report=report,
-                tags={"recstack.snapshot": snap.snapshot_id},
-            )
-    incumbent = registry.champion()
-    promoted = registry.promote(version.version, force=force) if promote or force else False
-
+    with err_console.status("training…") as status:
+        result = train_and_register(
+            registry, data, name, params, holdout=Holdout("user", HOLDOUT, seed),
+            promote=promote, force=force, progress=status.update,
+        )
+    version = result.version
     console.print(f"registered [bold]{version.name}[/] version [bold]{version.version}[/] ({version.model_kind})")
     for metric in SHOWN_METRICS:
-        console.print(f"  {metric:<14} {_fmt(evaluation.metrics.get(metric))}")
-    console.print(champion_message(registry.champion_metric, version.metrics, version.version, incumbent,
-                                   promoted=promoted, asked=promote or force))
+        console.print(f"  {metric:<14} {_fmt(result.evaluation.metrics.get(metric))}")
+    console.print(champion_message(registry.champion_metric, version.metrics, version.version, result.incumbent,
+                                   promoted=result.promoted, asked=promote or force))
 
 
 def latest_snapshot(ctx: typer.Context, cfg: Settings) -> Snapshot:
@@ -134,49 +91,6 @@ def latest_snapshot(ctx: typer.Context, cfg: Settings) -> Snapshot:
             raise ConfigurationError(f"the store at {cfg.store_url} has no interactions: ingest some first")
         with progress_bar("snapshot", total=total) as progress:
             return lake.write_snapshot(store, progress)
-
-
-def evaluate(
-    make: Any, interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, seed: int
-) -> Evaluation:
-    """Fit `make()` on a per-user stratified (1 - HOLDOUT) share and score its top-K on the rest, with the
-    protocol of `recstack evaluate` (same relevance rule and metric options), so the numbers compare."""
-    from recstack.cli.evaluate import item_categories, relevant_pairs
-    from recstack.evaluation.report import EvaluationOptions, evaluate_recommendations
-    from recstack.evaluation.splits import stratified_by_user
-
-    items_frame = items if not items.empty else None
-    split = stratified_by_user(interactions, ratio=1 - HOLDOUT, seed=seed)
-    relevant = relevant_pairs(split.train, split.test, items_frame)
-    if relevant.empty:
-        raise ConfigurationError("no held-out interaction is a positive, unseen signal: too little data to evaluate")
-    model = make().fit(split.train, items_frame, users)
-    test_users = pd.unique(relevant["user_id"])
-    recommendations = model.recommend(test_users, k=K)
-    options = EvaluationOptions(
-        k=K, catalogue=list(pd.unique(split.train["item_id"].astype(str))), item_categories=item_categories(items_frame)
-    )
-    metrics = evaluate_recommendations(recommendations, relevant, split.train, options)
-    return Evaluation(
-        metrics={k: float(v) for k, v in metrics.items()},
-        train_rows=len(split.train),
-        test_rows=len(relevant),
-        test_users=len(test_users),
-    )
-
-
-def write_report(directory: Path, name: str, evaluation: Evaluation, meta: dict[str, Any], model: Any) -> Path:
-    """`evaluation.json` (the leaderboard format of `recstack.evaluation.report`) and, for a model that
-    explains its own choices (`report_`, as auto does), `model_report.json`; returns the directory."""
-    from recstack.evaluation.report import write_json
-
-    board = pd.DataFrame.from_dict({name: evaluation.metrics}, orient="index")
-    board.index.name = "model"
-    write_json(board, directory / "evaluation.json", meta=meta)
-    explained = getattr(model, "report_", None)
-    if isinstance(explained, dict):
-        (directory / "model_report.json").write_text(json.dumps(explained, indent=2, default=str) + "\n")
-    return directory
 
 
 def champion_message(

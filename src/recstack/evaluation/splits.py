@@ -21,6 +21,7 @@ __all__ = [
     "stratified_by_item",
     "stratified_by_user",
     "temporal",
+    "temporal_by_user",
 ]
 
 logger = logging.getLogger(__name__)
@@ -149,4 +150,25 @@ def leave_last_out(interactions: pd.DataFrame, n: int = 1) -> Split:
     held = np.minimum(n, size - 1)
     in_train = np.empty(len(frame), dtype=bool)
     in_train[order["row"].to_numpy()] = from_end >= held
+    return _partition(interactions, in_train)
+
+
+def temporal_by_user(interactions: pd.DataFrame, ratio: float = 0.8) -> Split:
+    """Per-user temporal split: each user's newest share of interactions goes to test.
+
+    A user with n interactions keeps their floor(ratio * n) oldest in train, but never fewer than 1 nor more
+    than n - 1 when n >= 2 (as in `stratified_by_user`); a user with one interaction stays in train. Ties in
+    timestamp are broken by input order (a later row counts as more recent).
+    """
+    _check_ratio(ratio)
+    _require(interactions, ("user_id", "timestamp"))
+    frame = pd.DataFrame({"user": interactions["user_id"].to_numpy(), "ts": interactions["timestamp"].to_numpy()})
+    frame["row"] = np.arange(len(frame))
+    order = frame.sort_values(["user", "ts", "row"], kind="stable")
+    position = order.groupby("user", sort=False).cumcount().to_numpy() + 1
+    size = order.groupby("user", sort=False)["row"].transform("size").to_numpy()
+    n_train = np.floor(ratio * size + _EPS).astype(np.int64)
+    n_train = np.where(size >= 2, np.clip(n_train, 1, size - 1), size)
+    in_train = np.empty(len(frame), dtype=bool)
+    in_train[order["row"].to_numpy()] = position <= n_train
     return _partition(interactions, in_train)

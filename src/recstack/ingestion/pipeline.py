@@ -1,9 +1,13 @@
 """The one path every record takes into the store: map columns → validate → apply id policy → write.
 
-Sources (files, SQL, HTTP APIs, data sets, later the event stream) only turn their input into `RawBatch`es;
+Sources (files, SQL, HTTP APIs, data sets, the event stream) only turn their input into `RawBatch`es;
 everything that decides whether a record is stored lives here, so every source gets the same rules, the
 same quarantine and the same idempotence. Batches commit one by one: a failure late in a file keeps what
 was stored before it, and replaying the file stores nothing twice.
+
+The steps are also public one by one, for the paths that do not write at once: `check_batch` (validation
+and the id policy, read-only), `outcomes` (a verdict per record, for the API's per-record report),
+`store_batch` (the writes), and `IdPolicy` (which ids exist; creating the new ones).
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from recstack.config import UnknownIdPolicy
-from recstack.schema import LOCATION, VALIDATORS, RecordKind, ValidationRules, drop_repeats
+from recstack.schema import ID_FIELD, LOCATION, VALIDATORS, RecordKind, ValidationRules, drop_repeats
 from recstack.storage.store import IngestRun, Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -63,32 +67,47 @@ def apply_mapping(frame: pd.DataFrame, mapping: dict[str, str], defaults: dict[s
     return out
 
 
-class _IdPolicy:
+class IdPolicy:
     """Remembers ids known to exist so each chunk only writes ids that are really new.
 
-    The ids are loaded once per run: a few bytes per user or item, far cheaper than a round trip per chunk.
+    `preload=True` (bulk runs) reads every stored id once: a few bytes per user or item, far cheaper than a
+    round trip per chunk. `preload=False` (a request, a long-running stream) asks the store about the ids
+    it has not met yet, and remembers the answer.
     """
 
-    def __init__(self, store: Store, kind: RecordKind, policy: UnknownIdPolicy) -> None:
+    def __init__(self, store: Store, kind: RecordKind, policy: UnknownIdPolicy, preload: bool = True) -> None:
         self.store, self.kind, self.policy = store, kind, policy
-        self.known: set[str] | None = store.known_ids(kind)
+        self.known: set[str] = store.known_ids(kind) if preload and policy == "reject" else set()
 
     def unknown(self, ids: pd.Series) -> pd.Series:
         """Mask of records to reject: ids not stored, under the `reject` policy."""
-        assert self.known is not None
-        if self.policy == "reject":
-            return ~ids.isin(self.known)
-        return pd.Series(False, index=ids.index)
+        if self.policy != "reject":
+            return pd.Series(False, index=ids.index)
+        fresh = set(ids.unique()) - self.known
+        if fresh:
+            self.known |= self.store.existing_ids(self.kind, sorted(fresh))
+        return ~ids.isin(self.known)
 
     def create(self, ids: pd.Series) -> None:
         """Create bare records for new ids under the `create` policy."""
-        assert self.known is not None
         if self.policy != "create":
             return
         new = set(ids.unique()) - self.known
         if new:
             self.store.ensure_ids(self.kind, new)
             self.known |= new
+
+
+def id_policies(
+    store: Store, options: IngestOptions, preload: bool = True
+) -> list[tuple[str, IdPolicy]]:
+    """The user and item id policies an interactions run applies (none for catalogue records)."""
+    if options.kind != "interactions":
+        return []
+    return [
+        ("user_id", IdPolicy(store, "users", options.unknown_users, preload)),
+        ("item_id", IdPolicy(store, "items", options.unknown_items, preload)),
+    ]
 
 
 def _reject_unknown(accepted: pd.DataFrame, mask: pd.Series, field_name: str) -> pd.DataFrame:
@@ -116,12 +135,7 @@ def ingest(
     """Ingest every batch; returns the run summary (also saved in the store's run log)."""
     kind = options.kind
     run = IngestRun(run_id=uuid.uuid4().hex[:16], kind=kind, source=source, started_at=int(time.time() * 1000))
-    policies = (
-        [("user_id", _IdPolicy(store, "users", options.unknown_users)),
-         ("item_id", _IdPolicy(store, "items", options.unknown_items))]
-        if kind == "interactions"
-        else []
-    )
+    policies = id_policies(store, options)
     store.save_run(run)
     # Validation of chunk N+1 overlaps the database write of chunk N: the driver releases the GIL while the
     # server works, so the two cores both stay busy. Writes stay in order, one at a time.
@@ -129,10 +143,10 @@ def ingest(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstack-ingest") as writer:
             for batch in batches:
-                checked = _check_batch(batch, options, policies)
+                checked = check_batch(batch, options, policies)
                 if pending is not None:
                     _report(progress, pending.result())
-                pending = writer.submit(_store_batch, store, checked, source, kind, run, policies)
+                pending = writer.submit(store_batch, store, checked, source, kind, run, policies)
             if pending is not None:
                 _report(progress, pending.result())
     except Exception as exc:
@@ -150,8 +164,11 @@ def ingest(
 
 
 @dataclass
-class _CheckedBatch:
-    """A batch after the CPU-bound work (mapping, validation, id policy), ready to be written."""
+class CheckedBatch:
+    """A batch after the CPU-bound work (mapping, validation, id policy), ready to be written.
+
+    `accepted` keeps `_location`; `repeat_locations` are the records dropped as repeats of an earlier
+    record of the same batch."""
 
     read: int
     broken: pd.DataFrame
@@ -159,6 +176,41 @@ class _CheckedBatch:
     unknown: pd.DataFrame
     accepted: pd.DataFrame
     repeats: int
+    repeat_locations: list[str] = field(default_factory=list)
+
+    @property
+    def refused(self) -> pd.DataFrame:
+        """Every record not accepted (location, reason, record), in one frame."""
+        parts = [f for f in (self.broken, self.rejected, self.unknown) if not f.empty]
+        if not parts:
+            return pd.DataFrame(columns=["location", "reason", "record"])
+        return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """One record's verdict: `accepted` (new), `duplicate` (its id was stored or met before) or `rejected`."""
+
+    location: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = None
+    record_id: str | None = None
+
+
+def outcomes(checked: CheckedBatch, kind: RecordKind, stored: set[str] | None = None) -> dict[str, RecordOutcome]:
+    """Location → verdict for every record of `checked`; `stored` are ids already in the store."""
+    out: dict[str, RecordOutcome] = {}
+    for location, reason in checked.refused[["location", "reason"]].itertuples(index=False):
+        out[str(location)] = RecordOutcome(str(location), "rejected", str(reason))
+    for location in checked.repeat_locations:
+        out[location] = RecordOutcome(location, "duplicate")
+    if not checked.accepted.empty:
+        key = ID_FIELD[kind]
+        known = stored or set()
+        for location, record_id in zip(checked.accepted[LOCATION], checked.accepted[key], strict=True):
+            status: Literal["accepted", "duplicate"] = "duplicate" if record_id in known else "accepted"
+            out[str(location)] = RecordOutcome(str(location), status, record_id=str(record_id))
+    return out
 
 
 def _report(progress: Progress | None, n: int) -> None:
@@ -166,27 +218,30 @@ def _report(progress: Progress | None, n: int) -> None:
         progress(n)
 
 
-def _check_batch(batch: RawBatch, options: IngestOptions, policies: list[tuple[str, _IdPolicy]]) -> _CheckedBatch:
+def check_batch(batch: RawBatch, options: IngestOptions, policies: list[tuple[str, IdPolicy]]) -> CheckedBatch:
     empty = pd.DataFrame(columns=["location", "reason", "record"])
     read = len(batch.frame) + len(batch.broken)
     if batch.frame.empty:
-        return _CheckedBatch(read, batch.broken, empty, empty, pd.DataFrame(), 0)
+        return CheckedBatch(read, batch.broken, empty, empty, pd.DataFrame(), 0)
     frame = apply_mapping(batch.frame, options.mapping, options.defaults)
     checked = VALIDATORS[options.kind](frame, options.rules)
+    dup = checked.accepted.duplicated(ID_FIELD[options.kind], keep="first")
+    repeat_locations = checked.accepted.loc[dup, LOCATION].astype(str).tolist() if dup.any() and (
+        LOCATION in checked.accepted) else []
     accepted, repeats = drop_repeats(checked.accepted, options.kind)
     unknown = empty
     if policies:
         accepted, unknown = _reject_unknown_ids(accepted, policies)
-    return _CheckedBatch(read, batch.broken, checked.rejected, unknown, accepted, repeats)
+    return CheckedBatch(read, batch.broken, checked.rejected, unknown, accepted, repeats, repeat_locations)
 
 
-def _store_batch(
+def store_batch(
     store: Store,
-    checked: _CheckedBatch,
+    checked: CheckedBatch,
     source: str,
     kind: RecordKind,
     run: IngestRun,
-    policies: list[tuple[str, _IdPolicy]],
+    policies: list[tuple[str, IdPolicy]],
 ) -> int:
     """Write one checked batch; returns how many raw records it covered (for progress)."""
     for rejects in (checked.broken, checked.rejected, checked.unknown):
@@ -206,7 +261,7 @@ def _store_batch(
 
 
 def _reject_unknown_ids(
-    accepted: pd.DataFrame, policies: list[tuple[str, _IdPolicy]]
+    accepted: pd.DataFrame, policies: list[tuple[str, IdPolicy]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     unknown_parts = []
     for field_name, policy in policies:

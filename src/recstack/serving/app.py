@@ -23,7 +23,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import faiss
-import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,12 +33,19 @@ from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from recstack import __version__
+from recstack.backends import scheme_of
+from recstack.bus import Bus, open_bus
 from recstack.config import Settings
 from recstack.errors import InvalidRecord, RecstackError
-from recstack.schema import MAX_ID_LENGTH, ValidationRules, validate_items, validate_users
+from recstack.processing.changes import check_change
+from recstack.processing.online import OnlineState, open_online_state
+from recstack.processing.stream import BatchReport, StreamProcessor
+from recstack.schema import MAX_ID_LENGTH, ValidationRules
 from recstack.serving import data
-from recstack.serving.events import record_events
+from recstack.serving.events import take_events
 from recstack.serving.feedback import FeedbackConfig
+from recstack.serving.impressions import ImpressionLog
+from recstack.serving.intake import EmbeddedStream, Intake
 from recstack.serving.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from recstack.serving.recommender_service import Answer, RecommendationService
 from recstack.serving.reload import ModelSource, Reloader
@@ -92,11 +98,14 @@ def create_app(
     catalog_interval_s: float = 300.0,
     retrieval: RetrievalConfig | None = None,
     feedback: FeedbackConfig | None = None,
+    bus: Bus | None = None,
+    online: OnlineState | None = None,
 ) -> FastAPI:
     """The API for `settings` (default: from the environment).
 
     `model_source` defaults to the MLflow registry of the settings; pass None to serve popularity only, or
-    any object with `champion()` and `load(version)`. `store`/`cache` default to the settings' URLs.
+    any object with `champion()` and `load(version)`. `store`/`cache`/`bus`/`online` default to the
+    settings' URLs. With an in-process bus (`memory://`) the app also runs the stream worker.
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -113,6 +122,7 @@ def create_app(
             from recstack.registry import Registry
 
             source = Registry.from_settings(settings)
+        the_online = online or open_online_state(settings.online_state_url, the_store, settings.history_limit)
         service = RecommendationService(
             the_store,
             cache or open_cache(settings.cache_url),
@@ -120,19 +130,38 @@ def create_app(
             cache_ttl_s=settings.cache_ttl_s,
             feedback=feedback,
             retrieval=retrieval,
+            history_limit=settings.history_limit,
+            online=the_online,
         )
+        the_bus = bus or open_bus(settings.bus_url, partitions=settings.bus_partitions)
+        intake = _intake(settings, the_bus, the_store, the_online, service, rules)
+        metrics.bus_up.set_function(lambda: 1.0 if intake.sender.bus_up else 0.0)
+        metrics.outbox_pending.set_function(lambda: float(intake.sender.pending))
         reloader = Reloader(service, source, reload_interval_s, catalog_interval_s)
         reloader.refresh_catalog()
         reloader.check()
         if service.model is None:
             metrics.set_model(None, None)
         reloader.start()
+        if settings.log_impressions:
+            service.impressions = ImpressionLog(the_store)
+            service.impressions.start()
         app.state.service, app.state.reloader, app.state.store = service, reloader, the_store
+        app.state.intake = intake
         try:
             yield
         finally:
             reloader.stop()
-            service.history.close()
+            if intake.embedded is not None:
+                intake.embedded.stop()
+            intake.sender.stop()
+            if service.impressions is not None:
+                service.impressions.stop()
+            if online is None:
+                the_online.close()
+            service.reader.close()
+            if bus is None:
+                the_bus.close()
             if store is None:
                 the_store.close()
 
@@ -238,57 +267,51 @@ def create_app(
         if not events:
             raise InvalidRecord("events: the batch is empty")
         service = service_of(request)
-        report, changed = record_events(
-            service.store, events, rules, settings.unknown_users, settings.unknown_items
-        )
-        service.invalidate(changed)
+        intake: Intake = request.app.state.intake
+        taken = take_events(service.store, events, rules, settings.unknown_users, settings.unknown_items)
+        report = taken.report
+        if single and report.rejected:
+            metrics.events.labels("rejected").inc()
+            raise InvalidRecord(str(report.records[0].reason))
+        delivery = await intake.events(taken.fresh)
         for outcome, n in (("accepted", report.accepted), ("duplicate", report.duplicates),
                            ("rejected", report.rejected)):
             if n:
                 metrics.events.labels(outcome).inc(n)
-        if single and report.rejected:
-            raise InvalidRecord(str(report.records[0].reason))
-        status = 201 if report.accepted and not report.rejected else 200
-        return Response(report.model_dump_json(), status_code=status, media_type="application/json")
+        return Response(
+            report.model_dump_json(), status_code=202, media_type="application/json",
+            headers={"X-Recstack-Delivery": delivery},
+        )
 
-    @app.put("/v1/items/{item_id}", response_model=UpsertResult, tags=["catalogue"])
-    async def put_item(request: Request, item_id: IdPath, item: ItemIn) -> UpsertResult:
-        """Insert or replace a catalogue item. `available: false` removes it from every answer at once."""
-        record = {"item_id": item_id, **item.model_dump(exclude={"attributes"}), "_location": "body"}
-        record["available"] = "true" if item.available else "false"
-        record["attributes"] = json.dumps(item.attributes) if item.attributes is not None else None
-        checked = validate_items(pd.DataFrame([record]), rules)
-        if checked.n_rejected:
-            raise InvalidRecord(str(checked.rejected["reason"].iloc[0]))
+    @app.put(
+        "/v1/items/{item_id}", response_model=UpsertResult, tags=["catalogue"],
+        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}},
+    )
+    async def put_item(request: Request, item_id: IdPath, item: ItemIn) -> Response:
+        """Insert or replace a catalogue item. `available: false` removes it from every answer at once.
+        200 when the change is applied by the time of the answer (embedded bus), 202 when it is queued."""
+        record = {"item_id": item_id, **item.model_dump()}
+        row = check_change("item", record, rules).iloc[0].to_dict()
         service = service_of(request)
-        written = service.store.upsert_items(checked.accepted.drop(columns=["_location"]))
-        catalog = service.catalog
-        if catalog is not None:
-            service.set_catalog(catalog.with_item(item_id, item.category, item.available, item.duration_s))
-        content = service.new_items.content
-        if content is not None:
-            text = item.model_dump(include={"title", "category", "tags", "description"})
-            service.new_items.content = content.with_item(item_id, text)
-        return UpsertResult(id=item_id, created=bool(written.inserted))
+        intake: Intake = request.app.state.intake
+        created = item_id not in service.store.existing_ids("items", [item_id])
+        await intake.change("item", record)
+        service.apply_item(item_id, row)
+        return _upserted(item_id, created, intake)
 
-    @app.put("/v1/users/{user_id}", response_model=UpsertResult, tags=["users"])
-    async def put_user(request: Request, user_id: IdPath, user: UserIn) -> UpsertResult:
+    @app.put(
+        "/v1/users/{user_id}", response_model=UpsertResult, tags=["users"],
+        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}},
+    )
+    async def put_user(request: Request, user_id: IdPath, user: UserIn) -> Response:
         """Insert or replace a user; `preferences` replaces the user's preference document."""
-        record = {
-            "user_id": user_id,
-            "created_at": user.created_at,
-            "attributes": json.dumps(user.attributes) if user.attributes is not None else None,
-            "_location": "body",
-        }
-        checked = validate_users(pd.DataFrame([record]), rules)
-        if checked.n_rejected:
-            raise InvalidRecord(str(checked.rejected["reason"].iloc[0]))
+        record = {"user_id": user_id, "created_at": user.created_at, "attributes": user.attributes}
+        check_change("user", record, rules)
         service = service_of(request)
-        written = service.store.upsert_users(checked.accepted.drop(columns=["_location"]))
-        if user.preferences is not None:
-            service.store.put_preferences(user_id, user.preferences)
-        service.invalidate([user_id])
-        return UpsertResult(id=user_id, created=bool(written.inserted))
+        intake: Intake = request.app.state.intake
+        created = user_id not in service.store.existing_ids("users", [user_id])
+        await intake.change("user", record, user.preferences)
+        return _upserted(user_id, created, intake)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -304,6 +327,9 @@ def create_app(
         store_ok = data.ping(service.store)
         cache_ok = _ping(service.cache)
         service.metrics.cache_up.set(1 if cache_ok else 0)
+        intake: Intake = request.app.state.intake
+        bus_ok = intake.sender.bus_up
+        online_ok = service.online is None or service.online.ping()
         model = service.model
         detail: dict[str, str] = {}
         if model is None:
@@ -312,9 +338,14 @@ def create_app(
             detail["reload"] = reloader.last_error
         if not cache_ok:
             detail["cache"] = "unreachable: answering uncached"
+        if not bus_ok:
+            detail["bus"] = f"unreachable: {intake.sender.pending} message(s) kept in the outbox until it answers"
+        if not online_ok:
+            detail["online"] = "online state unreachable: reading history from the store"
         body = Ready(
             ready=store_ok and service.catalog is not None,
-            checks={"model": model is not None, "store": store_ok, "cache": cache_ok},
+            checks={"model": model is not None, "store": store_ok, "cache": cache_ok, "bus": bus_ok,
+                    "online": online_ok},
             model=model.kind if model else None,
             model_version=model.version if model else None,
             detail=detail,
@@ -401,6 +432,38 @@ def _add_fast_recommendations(app: FastAPI) -> None:
     fast = _FastRoute(declared.path, _FastRecommendations(declared), methods=["GET"], include_in_schema=False)
     fast.methods = {"GET"}  # as declared: no implicit HEAD
     app.router.routes.insert(app.router.routes.index(declared), fast)
+
+
+def _upserted(record_id: str, created: bool, intake: Intake) -> Response:
+    body = UpsertResult(id=record_id, created=created).model_dump_json()
+    return Response(body, status_code=200 if intake.applied_on_answer else 202, media_type="application/json")
+
+
+def _intake(
+    settings: Settings, bus: Bus, store: Store, online: OnlineState, service: RecommendationService,
+    rules: ValidationRules,
+) -> Intake:
+    """The publisher (with its outbox) and, for an in-process bus, the stream worker of this process."""
+    from recstack.bus.outbox import Outbox, Publisher
+
+    sender = Publisher(bus, Outbox(settings.outbox_dir))
+    sender.start()
+    embedded = None
+    if scheme_of(bus.url) == "memory":
+        processor = StreamProcessor(
+            bus, store, online, topics=settings.topics, group=settings.stream_group, rules=rules,
+            unknown_users=settings.unknown_users, unknown_items=settings.unknown_items, cache=service.cache,
+            cache_ttl_s=settings.cache_ttl_s, batch_size=settings.stream_batch_size, poll_timeout_s=0.2,
+        )
+
+        def applied(report: BatchReport) -> None:
+            for change in report.changes:
+                if change.kind == "item":
+                    service.apply_item(change.record_id, change.row)
+
+        embedded = EmbeddedStream(processor, applied)
+        embedded.start()
+    return Intake(sender, settings.topics, embedded)
 
 
 def _ping(cache: Cache) -> bool:

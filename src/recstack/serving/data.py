@@ -8,33 +8,25 @@ worker process: an event one worker accepted is seen by all of them on their nex
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from recstack.errors import BackendUnavailable, ConfigurationError
+from recstack.errors import BackendUnavailable
+from recstack.processing.online import History, history_fingerprint
+from recstack.processing.online_sql import HistoryReader, engine_of
 from recstack.storage import Store
 from recstack.storage import tables as t
-from recstack.storage.sql import SqlStore
 
 __all__ = [
     "Catalog", "History", "HistoryReader", "engine_of", "existing_ids", "history_fingerprint", "load_catalog", "ping",
 ]
 
 DAY_MS = 86_400_000
-
-
-def engine_of(store: Store) -> sa.Engine:
-    if not isinstance(store, SqlStore):
-        raise ConfigurationError(f"the serving layer needs a SQL store, got {type(store).__name__}")
-    return store.engine
 
 
 def _run(engine: sa.Engine, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
@@ -51,136 +43,6 @@ def ping(store: Store) -> bool:
     except (BackendUnavailable, sa.exc.SQLAlchemyError):
         return False
     return True
-
-
-def history_fingerprint(rows: Sequence[tuple[Any, ...]]) -> int:
-    """A hash of a user's history rows `(item_id, event_type, value)` in their order: equal rows, equal hash
-    (within one process), so a plan prepared from these rows can tell whether the history changed since."""
-    return hash((len(rows), tuple(rows)))
-
-
-@dataclass(frozen=True)
-class History:
-    """One user's most recent events, newest first (parallel lists), and the `fingerprint` of their rows."""
-
-    item_ids: list[str] = field(default_factory=list)
-    event_types: list[str] = field(default_factory=list)
-    values: list[float | None] = field(default_factory=list)
-    fingerprint: int = history_fingerprint(())
-
-    @classmethod
-    def of(cls, rows: Sequence[tuple[Any, ...]]) -> History:
-        """From `(item_id, event_type, value)` rows, newest first."""
-        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], history_fingerprint(rows))
-
-
-class HistoryReader:
-    """Reads one user's newest events on a raw driver connection kept per thread.
-
-    This is the one query on the request path, so it skips SQLAlchemy's statement building (several times
-    the query's own cost on SQLite). Connections are autocommit (PostgreSQL) or outside any transaction
-    (SQLite reads), so every read sees the latest committed events; a connection that fails is dropped
-    and the next call opens a new one.
-    """
-
-    def __init__(self, store: Store, limit: int = 500) -> None:
-        self.engine = engine_of(store)
-        self.limit = limit
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        self.sql = (
-            f"SELECT item_id, event_type, value FROM interactions WHERE user_id = {mark} "
-            f'ORDER BY "timestamp" DESC LIMIT {int(limit)}'
-        )
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        """Close every connection this reader opened (at server shutdown)."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = self.engine.raw_connection()
-            except sa.exc.OperationalError as exc:
-                raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
-            driver = conn.driver_connection
-            if self.engine.dialect.name == "postgresql" and driver is not None:
-                driver.autocommit = True
-            elif self.engine.dialect.name == "sqlite":
-                # Memory-mapped reads: a request touches a few random index pages, and copying them through
-                # SQLite's small page cache costs more than the lookup itself.
-                cursor = conn.cursor()
-                cursor.execute("PRAGMA mmap_size = 4294967296")
-                cursor.close()
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
-
-    def __call__(self, user_id: str) -> History:
-        conn = self._connection()
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self.sql, (user_id,))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        except Exception as exc:
-            self._local.conn = None
-            with contextlib.suppress(Exception):
-                conn.invalidate()
-            raise BackendUnavailable(f"cannot read the store: {exc}") from exc
-        return History.of(rows)
-
-    def scan(self, batch_size: int = 20_000) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        """Every user's newest `limit` rows, as `__call__` reads them, user by user (one streamed query).
-
-        Ties in timestamp are ordered as the per-user query's index scan orders them (by row position,
-        newest last), so the rows and their fingerprint match what a request reads; where a backend orders
-        ties otherwise, the fingerprints differ and those requests just take the live path.
-        """
-        dialect = self.engine.dialect.name
-        tie = {"sqlite": ", rowid DESC", "postgresql": ", ctid DESC"}.get(dialect, "")
-        sql = (
-            'SELECT user_id, item_id, event_type, value FROM interactions ORDER BY user_id, "timestamp" DESC'
-            + tie
-        )
-        try:
-            conn = self.engine.raw_connection()
-        except sa.exc.OperationalError as exc:
-            raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
-        try:
-            # A server-side cursor on PostgreSQL, so the whole table never sits in memory at once.
-            driver = conn.driver_connection
-            if dialect == "postgresql" and driver is not None:
-                cursor = driver.cursor(name="recstack_scan")
-            else:
-                cursor = conn.cursor()
-            cursor.execute(sql)
-            user: str | None = None
-            rows: list[tuple[Any, ...]] = []
-            while chunk := cursor.fetchmany(batch_size):
-                for row in chunk:
-                    if row[0] != user:
-                        if user is not None:
-                            yield user, rows
-                        user, rows = row[0], []
-                    if len(rows) < self.limit:
-                        rows.append(row[1:])
-            if user is not None:
-                yield user, rows
-            cursor.close()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
 
 
 def existing_ids(store: Store, kind: str, ids: list[str]) -> set[str]:

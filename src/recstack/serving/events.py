@@ -1,40 +1,51 @@
-"""`POST /v1/events`: feedback through the same validation, id policy and idempotence as ingestion.
+"""`POST /v1/events`: feedback through the ingestion pipeline, then onto the bus.
 
-Each record ends up accepted (stored now), duplicate (its `event_id` was stored before: posting again is
-safe) or rejected (with the reason naming the field, and kept in the quarantine like any ingestion reject).
+The records are checked by `ingestion/pipeline.py` exactly as a file's would be (rules, id policy,
+repeats), rejects go to the quarantine, and the good ones are handed back for publishing: the stream
+processor is the one writer of events. Each record ends up accepted (new), duplicate (its `event_id` is
+stored already or came earlier in the batch: posting again is safe) or rejected (with the reason).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from recstack.config import UnknownIdPolicy
-from recstack.schema import LOCATION, ValidationRules, validate_interactions
-from recstack.serving.data import existing_ids, stored_event_ids
+from recstack.ingestion.pipeline import IngestOptions, RawBatch, check_batch, id_policies, outcomes
+from recstack.schema import INTERACTION_COLUMNS, LOCATION, ValidationRules
 from recstack.serving.schemas import EventIn, EventReport, RecordResult
 from recstack.storage import Store
 
-__all__ = ["record_events"]
+__all__ = ["Intake", "take_events"]
 
 SOURCE = "POST /v1/events"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The per-record report and the new events to publish (INTERACTION_COLUMNS)."""
+
+    report: EventReport
+    fresh: pd.DataFrame
 
 
 def _index(location: str) -> int:
     return int(location.rsplit(" ", 1)[-1])
 
 
-def record_events(
+def take_events(
     store: Store,
     events: list[EventIn],
     rules: ValidationRules,
     unknown_users: UnknownIdPolicy = "create",
     unknown_items: UnknownIdPolicy = "create",
-) -> tuple[EventReport, set[str]]:
-    """Validate and store `events`; returns the per-record report and the users whose state changed."""
+) -> Intake:
+    """Check `events` (read-only but for the quarantine); see the module docstring."""
     now_ms = int(time.time() * 1000)
     records: list[dict[str, Any]] = []
     for i, event in enumerate(events):
@@ -43,59 +54,25 @@ def record_events(
             record["timestamp"] = now_ms
         record[LOCATION] = f"record {i}"
         records.append(record)
-    frame = pd.DataFrame.from_records(records)
-    checked = validate_interactions(frame, rules, now_ms=now_ms)
-    results: dict[int, RecordResult] = {}
-    for location, reason in checked.rejected[["location", "reason"]].itertuples(index=False):
-        results[_index(location)] = RecordResult(index=_index(location), status="rejected", reason=str(reason))
+    options = IngestOptions(kind="interactions", unknown_users=unknown_users, unknown_items=unknown_items, rules=rules)
+    checked = check_batch(RawBatch(pd.DataFrame.from_records(records)), options, id_policies(store, options, False))
     accepted = checked.accepted
-    for column, kind, policy in (("user_id", "users", unknown_users), ("item_id", "items", unknown_items)):
-        if accepted.empty:
-            break
-        ids = accepted[column].unique().tolist()
-        if policy == "reject":
-            known = existing_ids(store, kind, ids)
-            unknown = ~accepted[column].isin(known)
-            for location, value in accepted.loc[unknown, [LOCATION, column]].itertuples(index=False):
-                what = "user" if kind == "users" else "item"
-                results[_index(location)] = RecordResult(
-                    index=_index(location), status="rejected", reason=f"{column} '{value}' is not a known {what}"
-                )
-            accepted = accepted.loc[~unknown]
-        else:
-            store.ensure_ids(kind, ids)  # type: ignore[arg-type]
-    changed: set[str] = set()
-    if not accepted.empty:
-        already = stored_event_ids(store, accepted["event_id"].tolist())
-        repeat = accepted["event_id"].duplicated(keep="first") | accepted["event_id"].isin(already)
-        fresh = accepted.loc[~repeat].drop(columns=[LOCATION]).reset_index(drop=True)
-        store.write_interactions(fresh)
-        for location, event_id, is_repeat in zip(
-            accepted[LOCATION], accepted["event_id"], repeat, strict=True
-        ):
-            results[_index(location)] = RecordResult(
-                index=_index(location), status="duplicate" if is_repeat else "accepted", event_id=str(event_id)
-            )
-        changed = set(accepted["user_id"].astype(str))
-    rejected = [r for r in results.values() if r.status == "rejected"]
-    if rejected:
-        store.quarantine(
-            f"api-{uuid.uuid4().hex[:12]}",
-            "interactions",
-            SOURCE,
-            pd.DataFrame(
-                {
-                    "location": [f"record {r.index}" for r in rejected],
-                    "reason": [r.reason for r in rejected],
-                    "record": [events[r.index].model_dump_json() for r in rejected],
-                }
-            ),
-        )
-    ordered = [results[i] for i in sorted(results)]
+    stored = store.existing_ids("interactions", accepted["event_id"].tolist()) if not accepted.empty else set()
+    verdicts = outcomes(checked, "interactions", stored)
+    refused = checked.refused
+    if not refused.empty:
+        store.quarantine(f"api-{uuid.uuid4().hex[:12]}", "interactions", SOURCE, refused)
+    results = [
+        RecordResult(index=_index(v.location), status=v.status, reason=v.reason, event_id=v.record_id)
+        for v in verdicts.values()
+    ]
+    results.sort(key=lambda r: r.index)
+    fresh = accepted.loc[~accepted["event_id"].isin(stored), list(INTERACTION_COLUMNS)] if not accepted.empty else (
+        pd.DataFrame(columns=list(INTERACTION_COLUMNS)))
     report = EventReport(
-        accepted=sum(r.status == "accepted" for r in ordered),
-        duplicates=sum(r.status == "duplicate" for r in ordered),
-        rejected=len(rejected),
-        records=ordered,
+        accepted=sum(r.status == "accepted" for r in results),
+        duplicates=sum(r.status == "duplicate" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+        records=results,
     )
-    return report, changed
+    return Intake(report, fresh.reset_index(drop=True))

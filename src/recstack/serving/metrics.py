@@ -49,6 +49,10 @@ class Metrics:
         )
         self.reloads = Counter("recstack_model_reloads", "Champion swaps by outcome.", ["outcome"], registry=r)
         self.events = Counter("recstack_events", "Posted events by outcome.", ["outcome"], registry=r)
+        self.bus_up = Gauge("recstack_bus_up", "1 when the event bus took the last publish.", registry=r)
+        self.outbox_pending = Gauge(
+            "recstack_outbox_pending", "Messages kept in the local outbox until the bus answers.", registry=r
+        )
         self.cache_up.set(1)
 
     def set_model(self, name: str | None, version: int | None) -> None:

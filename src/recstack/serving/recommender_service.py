@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,15 +30,17 @@ import scipy.sparse as sp
 from recstack.errors import BackendUnavailable, ConfigurationError, NotFound
 from recstack.models.base import Recommender
 from recstack.processing.matrix import Vocabulary
+from recstack.processing.online import OnlineState
 from recstack.serving.data import Catalog, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
+from recstack.serving.impressions import ImpressionLog
 from recstack.serving.metrics import Metrics
 from recstack.serving.new_items import NewItems, Ranked
 from recstack.serving.picks import Picked, top, with_trending
 from recstack.serving.plans import Plan, UserPlans, build_plans, liked_items
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
 from recstack.storage import Store
-from recstack.storage.cache import Cache
+from recstack.storage.cache import Cache, invalidate_users
 
 __all__ = ["Answer", "RecommendationService", "ServingModel"]
 
@@ -146,6 +147,7 @@ class RecommendationService:
         retrieval: RetrievalConfig | None = None,
         history_limit: int = 500,
         plan_size: int = 32,
+        online: OnlineState | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -153,7 +155,12 @@ class RecommendationService:
         self.cache_ttl_s = cache_ttl_s
         self.feedback = feedback or FeedbackConfig()
         self.retrieval = retrieval or RetrievalConfig()
-        self.history = HistoryReader(store, history_limit)
+        # Plans scan every user's stored history in one query; a request reads the online state, which the
+        # stream keeps current for every worker.
+        self.reader = HistoryReader(store, history_limit)
+        self.online = online
+        self.history: Callable[[str], History] = self._online_history if online is not None else self.reader
+        self.online_ok = True
         self.plan_size = plan_size
         self.model: ServingModel | None = None
         self.plans: UserPlans | None = None
@@ -161,6 +168,7 @@ class RecommendationService:
         self._aligned: _Aligned | None = None
         self.new_items = NewItems()
         self.cache_ok = True
+        self.impressions: ImpressionLog | None = None
         self._cache_hit, self._cache_miss = metrics.cache.labels("hit"), metrics.cache.labels("miss")
 
     # ---- snapshots --------------------------------------------------------------------------------
@@ -178,10 +186,37 @@ class RecommendationService:
         if catalog is None or self.plan_size <= 0:
             return None
         share = _align(model, catalog).unavailable_share
-        return build_plans(model, self.history, catalog, self.feedback, self.plan_size, share, self.new_items)
+        return build_plans(model, self.reader, catalog, self.feedback, self.plan_size, share, self.new_items)
 
     def set_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
+
+    def _online_history(self, user_id: str) -> History:
+        """The online state's history; the store's while it is unreachable (the stream writes the store first,
+        so the store is never behind the online state)."""
+        assert self.online is not None
+        try:
+            history = self.online.history(user_id)
+        except BackendUnavailable as exc:
+            if self.online_ok:
+                logger.warning("online state unavailable, reading history from the store: %s", exc)
+            self.online_ok = False
+            return self.reader(user_id)
+        self.online_ok = True
+        return history
+
+    def apply_item(self, item_id: str, row: dict[str, Any]) -> None:
+        """Take one item change into this worker's catalogue and content views (the store already has it, or
+        is about to: the stream applies it there). `row` is the validated item record."""
+        catalog = self.catalog
+        available = bool(row.get("available", True))
+        duration = row.get("duration_s")
+        if catalog is not None:
+            self.set_catalog(catalog.with_item(item_id, row.get("category"), available, duration))
+        content = self.new_items.content
+        if content is not None:
+            text = {k: row.get(k) for k in ("title", "category", "tags", "description")}
+            self.new_items.content = content.with_item(item_id, text)
 
     def _aligned_for(self, model: ServingModel, catalog: Catalog) -> _Aligned:
         aligned = self._aligned
@@ -210,8 +245,7 @@ class RecommendationService:
 
     def invalidate(self, user_ids: Iterable[str]) -> None:
         """Make every cached answer of these users unreachable (their epoch changes)."""
-        for user_id in set(user_ids):
-            self._cache_call(self.cache.set, f"epoch:{user_id}", uuid.uuid4().hex.encode(), self.cache_ttl_s + 1.0)
+        self._cache_call(invalidate_users, self.cache, user_ids, self.cache_ttl_s)
 
     # ---- recommendations --------------------------------------------------------------------------
 
@@ -229,6 +263,8 @@ class RecommendationService:
             body = self._cache_call(self.cache.get, key)
             if body is not None:
                 self._cache_hit.inc()
+                if self.impressions is not None:
+                    self.impressions.record(user_id, body, model.version if model else None)
                 return Answer(body, {**headers, "X-Cache": "hit"})
             if self.cache_ok:
                 self._cache_miss.inc()
@@ -237,6 +273,8 @@ class RecommendationService:
         body = self._compute(model, catalog, user_id, k, category, exclude)
         if key is not None:
             self._cache_call(self.cache.set, key, body, self.cache_ttl_s)
+        if self.impressions is not None:
+            self.impressions.record(user_id, body, model.version if model else None)
         return Answer(body, {**headers, "X-Cache": "miss"})
 
     def _compute(

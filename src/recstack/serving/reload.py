@@ -52,6 +52,7 @@ class Reloader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._catalog_at = 0.0
+        self._catalog_epoch = 0
 
     def refresh_catalog(self) -> None:
         catalog = load_catalog(self.service.store)
@@ -107,7 +108,10 @@ class Reloader:
         while not self._stop.wait(self.interval_s):
             self.check()
             try:
-                if time.monotonic() - self._catalog_at >= self.catalog_interval_s:
+                online = self.service.online
+                epoch = online.catalog_epoch() if online is not None else 0
+                if epoch != self._catalog_epoch or time.monotonic() - self._catalog_at >= self.catalog_interval_s:
+                    self._catalog_epoch = epoch
                     self.refresh_catalog()
                 elif self.service.catalog is not None:
                     catalog = self.service.catalog

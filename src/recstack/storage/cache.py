@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -19,7 +21,7 @@ from recstack.errors import BackendUnavailable, ConfigurationError, MissingExtra
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["Cache", "MemoryCache", "RedisCache", "open_cache"]
+__all__ = ["Cache", "MemoryCache", "RedisCache", "invalidate_users", "open_cache"]
 
 
 @runtime_checkable
@@ -31,6 +33,9 @@ class Cache(Protocol):
     def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
     def delete(self, *keys: str) -> None: ...
+
+    def set_many(self, values: dict[str, bytes], ttl_s: float) -> None:
+        """`set` of every pair, in one round trip where the backend allows."""
 
     def ping(self) -> bool: ...
 
@@ -54,6 +59,17 @@ class MemoryCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryCache:
+        query = _query(url)
+        try:
+            max_entries = int(query.pop("max_entries", "100000"))
+        except ValueError as exc:
+            raise ConfigurationError(f"cache URL {url!r}: max_entries must be an integer") from exc
+        if query:
+            raise ConfigurationError(f"cache URL {url!r}: unknown option(s) {sorted(query)}")
+        return cls(max_entries=max_entries)
 
     def __len__(self) -> int:
         with self._lock:
@@ -85,6 +101,10 @@ class MemoryCache:
         with self._lock:
             for key in keys:
                 self._entries.pop(key, None)
+
+    def set_many(self, values: dict[str, bytes], ttl_s: float) -> None:
+        for key, value in values.items():
+            self.set(key, value, ttl_s)
 
     def clear(self) -> None:
         with self._lock:
@@ -130,6 +150,13 @@ class RedisCache:
             health_check_interval=30,
         )
 
+    @classmethod
+    def from_url(cls, url: str) -> RedisCache:
+        parts = urlsplit(url)
+        query = _query(url)
+        prefix = query.pop("prefix", "recstack:")
+        return cls(urlunsplit(parts._replace(query=urlencode(query))), prefix=prefix)
+
     def __repr__(self) -> str:
         return f"RedisCache({_redact(self.url)!r}, prefix={self.prefix!r})"
 
@@ -153,6 +180,16 @@ class RedisCache:
     def delete(self, *keys: str) -> None:
         if keys:
             self._call("delete", self._client.delete, *[self.prefix + key for key in keys])
+
+    def set_many(self, values: dict[str, bytes], ttl_s: float) -> None:
+        _check_ttl(ttl_s)
+        if not values:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        ms = max(1, int(ttl_s * 1000))
+        for key, value in values.items():
+            pipe.set(self.prefix + key, value, px=ms)
+        self._call("set_many", pipe.execute)
 
     def ping(self) -> bool:
         try:
@@ -196,19 +233,20 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def invalidate_users(cache: Cache, user_ids: Iterable[str], ttl_s: float) -> None:
+    """Make every cached answer of these users unreachable: answers are keyed by the user's epoch, which
+    this replaces (the API on an event, the stream processor after a batch)."""
+    values = {f"epoch:{u}": uuid.uuid4().hex.encode() for u in set(user_ids)}
+    cache.set_many(values, ttl_s + 1.0)
+
+
+def _query(url: str) -> dict[str, str]:
+    return {key: values[-1] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
 def open_cache(url: str) -> Cache:
     """The cache behind `url`: `memory://[?max_entries=N]` or `redis://host:port/db[?prefix=…]`."""
-    parts = urlsplit(url)
-    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    if parts.scheme == "memory":
-        try:
-            max_entries = int(query.pop("max_entries", "100000"))
-        except ValueError as exc:
-            raise ConfigurationError(f"cache URL {url!r}: max_entries must be an integer") from exc
-        if query:
-            raise ConfigurationError(f"cache URL {url!r}: unknown option(s) {sorted(query)}")
-        return MemoryCache(max_entries=max_entries)
-    if parts.scheme in {"redis", "rediss", "unix"}:
-        prefix = query.pop("prefix", "recstack:")
-        return RedisCache(urlunsplit(parts._replace(query=urlencode(query))), prefix=prefix)
-    raise ConfigurationError(f"no cache for URL {url!r}: use memory:// or redis://host:port/db")
+    from recstack.backends import backend_class
+
+    cache: Cache = backend_class("cache", url).from_url(url)
+    return cache

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from recstack.errors import BackendUnavailable, MissingExtra
 from recstack.schema import INTERACTION_COLUMNS, RecordKind
 from recstack.storage import tables as t
+from recstack.storage.impressions import FEEDBACK_COLUMNS, IMPRESSION_COLUMNS, PositiveRule
 from recstack.storage.store import IngestRun, WriteResult
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,15 @@ class SqlStore:
         with self._connect() as conn:
             return set(conn.execute(sa.select(table.primary_key.columns.values()[0])).scalars())
 
+    def existing_ids(self, kind: RecordKind, ids: Iterable[str]) -> set[str]:
+        table, key = (t.interactions, "event_id") if kind == "interactions" else (
+            _ID_TABLES[kind], "user_id" if kind == "users" else "item_id")
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return set()
+        with self._connect() as conn:
+            return self._existing(conn, table, key, unique)
+
     # quarantine and runs ----------------------------------------------------------------------------
     def quarantine(self, run_id: str, kind: RecordKind, source: str, rejected: pd.DataFrame) -> None:
         if rejected.empty:
@@ -341,6 +351,62 @@ class SqlStore:
                 sa.select(t.preferences.c.document).where(t.preferences.c.user_id == user_id)
             ).scalar()
         return dict(doc) if doc is not None else None
+
+    # impressions ------------------------------------------------------------------------------------
+    def write_impressions(self, rows: pd.DataFrame) -> int:
+        if rows.empty:
+            return 0
+        frame = rows.loc[:, list(IMPRESSION_COLUMNS)]
+        records = [
+            {"served_at": int(at), "user_id": str(user), "item_id": str(item), "position": int(pos),
+             "model_version": None if pd.isna(version) else int(version), "request_id": str(request)}
+            for at, user, item, pos, version, request in frame.itertuples(index=False)
+        ]
+        with self._connect() as conn:
+            conn.execute(sa.insert(t.impressions), records)
+        return len(records)
+
+    def feedback_rates(
+        self,
+        start_ms: int,
+        end_ms: int,
+        window_ms: int,
+        rule: PositiveRule | None = None,
+        model_versions: Iterable[int] | None = None,
+    ) -> pd.DataFrame:
+        rule = rule or PositiveRule()
+        imp, x = t.impressions, t.interactions
+        positive = sa.or_(
+            x.c.event_type.in_(list(rule.event_types)),
+            sa.and_(x.c.event_type == "watch", x.c.value >= rule.watch_min_s),
+            sa.and_(x.c.event_type == "rating", x.c.value >= rule.rating_min),
+        )
+        hit = (
+            sa.exists()
+            .where(x.c.user_id == imp.c.user_id, x.c.item_id == imp.c.item_id)
+            .where(x.c.timestamp >= imp.c.served_at, x.c.timestamp <= imp.c.served_at + int(window_ms))
+            .where(positive)
+        )
+        query = (
+            sa.select(
+                imp.c.model_version,
+                sa.func.count().label("impressions"),
+                sa.func.sum(sa.case((hit, 1), else_=0)).label("positives"),
+            )
+            .where(imp.c.served_at >= int(start_ms), imp.c.served_at < int(end_ms))
+            .group_by(imp.c.model_version)
+            .order_by(imp.c.model_version)
+        )
+        if model_versions is not None:
+            query = query.where(imp.c.model_version.in_([int(v) for v in model_versions]))
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS[:3]))
+        frame["model_version"] = frame["model_version"].astype("Int64")
+        frame["impressions"] = frame["impressions"].astype("int64")
+        frame["positives"] = frame["positives"].fillna(0).astype("int64")
+        frame["rate"] = (frame["positives"] / frame["impressions"]).astype("float64")
+        return frame
 
     def close(self) -> None:
         self.engine.dispose()

@@ -12,8 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from recstack.errors import ConfigurationError
 from recstack.schema import RecordKind
+from recstack.storage.impressions import PositiveRule
 
 
 @dataclass
@@ -68,6 +68,9 @@ class Store(Protocol):
     def known_ids(self, kind: RecordKind) -> set[str]:
         """All stored user or item ids (for the `reject` unknown-id policy)."""
 
+    def existing_ids(self, kind: RecordKind, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` are stored: user or item ids, or event ids for `interactions`."""
+
     def quarantine(self, run_id: str, kind: RecordKind, source: str, rejected: pd.DataFrame) -> None:
         """Keep rejected records (columns location, reason, record) with the run that saw them."""
 
@@ -90,6 +93,22 @@ class Store(Protocol):
 
     def put_preferences(self, user_id: str, document: dict[str, Any]) -> None: ...
 
+    def write_impressions(self, rows: pd.DataFrame) -> int:
+        """Append impressions (columns `storage.impressions.IMPRESSION_COLUMNS`); returns how many."""
+
+    def feedback_rates(
+        self,
+        start_ms: int,
+        end_ms: int,
+        window_ms: int,
+        rule: PositiveRule | None = None,
+        model_versions: Iterable[int] | None = None,
+    ) -> pd.DataFrame:
+        """Per model version, the impressions served in [start_ms, end_ms) and how many were positive: the
+        same user had an interaction `rule` calls positive with the same item in [served_at, served_at +
+        window_ms]. Columns `storage.impressions.FEEDBACK_COLUMNS` (rate = positives / impressions); versions
+        without impressions in the range have no row; the popularity fallback's version is <NA> (Int64)."""
+
     def get_preferences(self, user_id: str) -> dict[str, Any] | None: ...
 
     def close(self) -> None: ...
@@ -97,8 +116,7 @@ class Store(Protocol):
 
 def open_store(url: str) -> Store:
     """Open the store behind a SQLAlchemy URL: `sqlite:///path.db` or `postgresql://…`."""
-    if url.startswith(("sqlite", "postgresql", "postgres://")):
-        from recstack.storage.sql import SqlStore
+    from recstack.backends import backend_class
 
-        return SqlStore(url)
-    raise ConfigurationError(f"no store for URL {url!r}: use sqlite:///… or postgresql://…")
+    store: Store = backend_class("store", url)(url)
+    return store

@@ -83,3 +83,17 @@ quarantine = sa.Table(
     sa.Column("record", sa.Text, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
+
+impressions = sa.Table(
+    "impressions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("served_at", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("item_id", sa.String(256), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Index("ix_impressions_version_time", "model_version", "served_at"),
+    sa.Index("ix_impressions_time", "served_at"),
+)
