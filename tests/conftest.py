@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kafka_broker import BrokerUnavailable, KafkaBroker
 from recstack.storage import Store, open_store
 from recstack.storage.sql import normalise_url
+from recstack.testing.broker import BrokerUnavailable, KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("RECSTACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

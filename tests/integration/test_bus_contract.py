@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from kafka_broker import KafkaBroker
 from recstack.bus import open_bus
 from recstack.bus.kafka import KafkaBus
 from recstack.errors import BackendUnavailable, ConfigurationError, MissingExtra
+from recstack.testing.broker import KafkaBroker
 from recstack.testing.bus import BusContract, consume
 
 

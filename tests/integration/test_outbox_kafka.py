@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kafka_broker import KafkaBroker
 from recstack.bus import open_bus
 from recstack.bus.outbox import Outbox, Publisher
+from recstack.testing.broker import KafkaBroker
 from recstack.testing.bus import consume, settle
 
 pytestmark = pytest.mark.kafka

@@ -221,8 +221,8 @@ def test_an_unreachable_redis_is_reported_and_answers_go_uncached(serve: Serve, 
             assert response.status_code == 200 and len(item_ids(response)) == 10
         event = {"user_id": user, "item_id": item_ids(response)[0], "event_type": "skip"}
         assert client.post("/v1/events", json=event).status_code == 202
-        # The online state lives in the same unreachable Redis: history comes from the store, which the
-        # stream writes first, so the event still counts.
+        # The online state lives in the same unreachable Redis: history comes from the store, where the
+        # stream keeps storing events (each batch is retried until Redis answers), so the event still counts.
         assert event["item_id"] not in item_ids(client.get(f"/v1/users/{user}/recommendations"))
         ready = client.get("/readyz")
         assert ready.status_code == 200

@@ -45,7 +45,6 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 _CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
-    "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
     "enable.partition.eof": False,
     "session.timeout.ms": 6_000,
@@ -98,10 +97,11 @@ class KafkaBus:
         timeout_ms = self._common.get("message.timeout.ms", _PRODUCER_DEFAULTS["message.timeout.ms"])
         self._message_timeout_s = float(timeout_ms) / 1000
 
-    def _config(self, defaults: dict[str, Any], *, producer: bool) -> dict[str, Any]:
+    def _config(self, defaults: dict[str, Any], *, drop: set[str]) -> dict[str, Any]:
+        """`defaults` overridden by the URL's and the caller's options, less those another kind of client
+        takes (librdkafka warns about each one it ignores)."""
         config = {**defaults, **self._common}
-        other = _CONSUMER_ONLY if producer else _PRODUCER_ONLY
-        return {k: v for k, v in config.items() if k not in other}
+        return {k: v for k, v in config.items() if k not in drop}
 
     def _on_error(self, err: Any) -> None:
         if err.code() == self._kafka.KafkaError._ALL_BROKERS_DOWN:
@@ -111,14 +111,14 @@ class KafkaBus:
     def _get_producer(self) -> Any:
         with self._lock:
             if self._producer is None:
-                config = self._config(_PRODUCER_DEFAULTS, producer=True)
+                config = self._config(_PRODUCER_DEFAULTS, drop=_CONSUMER_ONLY)
                 self._producer = self._kafka.Producer({**config, "error_cb": self._on_error})
             return self._producer
 
     def _get_admin(self) -> Any:
         with self._lock:
             if self._admin is None:
-                self._admin = self._kafka.admin.AdminClient(self._config({}, producer=False))
+                self._admin = self._kafka.admin.AdminClient(self._config({}, drop=_PRODUCER_ONLY | _CONSUMER_ONLY))
             return self._admin
 
     def _recently_down(self) -> bool:
@@ -174,7 +174,7 @@ class KafkaBus:
             log.debug("kafka producer: purge after failure failed", exc_info=True)
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
-        config = self._config(_CONSUMER_DEFAULTS, producer=False)
+        config = self._config(_CONSUMER_DEFAULTS, drop=_PRODUCER_ONLY)
         return KafkaConsumer(self._kafka, {**config, "group.id": group}, list(topics))
 
     def ensure_topics(self, topics: Sequence[str]) -> None:

@@ -1,7 +1,7 @@
 """The stream processor: a consumer-group worker that turns the bus into stored events and online state.
 
 Per batch: decode and validate every message by the ingestion rules (`ingestion/pipeline.py`), store the
-good events idempotently (by `event_id`), apply them to the online state (idempotent too), make the
+good events idempotently (by `event_id`) and apply them to the online state (idempotent too), make the
 affected users' cached answers unreachable, apply catalogue changes, send what failed to the dead-letter
 topic with its reason and original bytes, and only then commit the offsets. A crash anywhere before the
 commit replays the batch, which changes nothing that was already done: each event counts once. A batch that
@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -117,6 +118,7 @@ class StreamProcessor:
         self.bus.ensure_topics(self.topics.all())
         self.consumer = bus.consumer([self.topics.events, self.topics.catalog], group)
         self._pending: list[Message] = []
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstack-online")
         self._rate_at, self._rate_n = time.monotonic(), 0
         self._lag_at = 0.0
 
@@ -172,8 +174,13 @@ class StreamProcessor:
         for field_name, policy in self.policies:
             policy.create(accepted[field_name])
         rows = accepted.drop(columns=[LOCATION]).reset_index(drop=True)
-        written = self.store.write_interactions(rows)
-        self.online.apply(rows)
+        # The store and the online state are separate servers: both writes run at once, and the batch
+        # commits only after both are done.
+        applied = self._side.submit(self.online.apply, rows)
+        try:
+            written = self.store.write_interactions(rows)
+        finally:
+            applied.result()
         report.stored = written.inserted
         report.duplicates = written.existing + checked.repeats
         report.users = set(rows["user_id"].tolist())
@@ -230,8 +237,8 @@ class StreamProcessor:
         idle_exit_s: float | None = None,
         max_messages: int | None = None,
     ) -> BatchReport:
-        """Process batches until `stop` is set, nothing came for `idle_exit_s`, or `max_messages` were done;
-        returns the totals. A backend error pauses and retries the same batch."""
+        """Process batches until `stop` is set, nothing came for `idle_exit_s` while holding partitions, or
+        `max_messages` were done; returns the totals. A backend error pauses and retries the same batch."""
         stop = stop or threading.Event()
         total = BatchReport()
         idle_since = time.monotonic()
@@ -244,7 +251,9 @@ class StreamProcessor:
                 stop.wait(self.retry_pause_s)
                 continue
             if report is None:
-                if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                if not self.consumer.assignment():
+                    idle_since = time.monotonic()  # still joining the group: not idle yet
+                elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
                 continue
             idle_since = time.monotonic()
@@ -260,3 +269,4 @@ class StreamProcessor:
 
     def close(self) -> None:
         self.consumer.close()
+        self._side.shutdown(wait=True)

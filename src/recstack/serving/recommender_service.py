@@ -192,8 +192,8 @@ class RecommendationService:
         self.catalog = catalog
 
     def _online_history(self, user_id: str) -> History:
-        """The online state's history; the store's while it is unreachable (the stream writes the store first,
-        so the store is never behind the online state)."""
+        """The online state's history; the store's while it is unreachable (a stream batch is committed only
+        once it is in both, and the store keeps it while Redis is down)."""
         assert self.online is not None
         try:
             history = self.online.history(user_id)

