@@ -116,19 +116,20 @@ def raw_consume(bus_url: str, topic: str, n: int) -> float:
 
     bus = open_bus(bus_url)
     consumer = bus.consumer([topic], f"raw-{uuid.uuid4().hex[:6]}")
-    seen, start = 0, None
+    seen, timed, start = 0, 0, None
     while seen < n:
         batch = consumer.poll(10_000, 5.0)
         if not batch:
             raise RuntimeError(f"raw consumer stalled at {seen:,} of {n:,}")
-        if start is None:
-            start = time.perf_counter()
-            seen -= len(batch)  # the first poll includes the group join: time from it on
         for message in batch:
             orjson.loads(message.value)
         seen += len(batch)
+        if start is None:
+            start = time.perf_counter()  # the first poll includes the group join: time from it on
+        else:
+            timed += len(batch)
     assert start is not None
-    rate = seen / (time.perf_counter() - start)
+    rate = timed / (time.perf_counter() - start)
     consumer.close()
     bus.close()
     return rate
@@ -161,30 +162,33 @@ def produce_file(store_url: str, bus_url: str, csv: Path, prefix: str) -> tuple[
     return run.accepted / seconds, run.accepted
 
 
-def stream_into(store_url: str, env: dict[str, str], n: int, log: Path) -> dict[str, float]:
-    """Run `recstack stream` until the store holds `n` events; sustained rate from the first stored batch."""
-    process = _recstack("stream", "--idle-exit", "30", env=env, log=log)
+def stream_into(store_url: str, env: dict[str, str], n: int, log: Path, processes: int = 1) -> dict[str, float]:
+    """Run `processes` × `recstack stream` (one consumer group) until the store holds `n` events; the
+    sustained rate from the first stored batch to the last, and the largest peak RSS of one process."""
+    workers = [_recstack("stream", "--idle-exit", "30", env=env, log=log) for _ in range(processes)]
     first_t = first_n = None
     peak = 0.0
     try:
         while True:
             time.sleep(0.25)
-            peak = max(peak, _rss_mib(process.pid))
+            peak = max([peak, *(_rss_mib(w.pid) for w in workers)])
             stored = _count(store_url)
             now = time.perf_counter()
             if stored and first_t is None:
                 first_t, first_n = now, stored
             if stored >= n:
                 break
-            if process.poll() is not None:
-                raise RuntimeError(f"recstack stream exited early ({process.returncode}); see {log}")
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError(f"recstack stream exited early; see {log}")
         assert first_t is not None and first_n is not None
         rate = (stored - first_n) / (now - first_t)
-        peak = max(peak, _rss_mib(process.pid))
+        peak = max([peak, *(_rss_mib(w.pid) for w in workers)])
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-    return {"events_per_s": rate, "peak_rss_mib": peak, "stored": stored}
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=30)
+    return {"events_per_s": rate, "peak_rss_mib": peak, "stored": stored, "processes": processes}
 
 
 def bulk_ingest(store_url: str, csv: Path) -> float:
@@ -207,7 +211,7 @@ def event_to_effect(env: dict[str, str], log: Path, users: list[str], trials: in
 
     port = free_port()
     server = _recstack("serve", "--port", str(port), env=env, log=log)
-    worker = _recstack("stream", "--group", "effect", env=env, log=log)
+    worker = _recstack("stream", env=env, log=log)  # the same group: it resumes where the replay ended
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     rng = random.Random(7)
@@ -221,7 +225,7 @@ def event_to_effect(env: dict[str, str], log: Path, users: list[str], trials: in
                     pass
                 time.sleep(0.1)
             time.sleep(3.0)  # the stream worker joins its group
-            for _ in range(trials):
+            for trial in range(trials + 5):
                 user = rng.choice(users)
                 before = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()["items"]
                 if not before:
@@ -238,7 +242,8 @@ def event_to_effect(env: dict[str, str], log: Path, users: list[str], trials: in
                     if time.perf_counter() - start > 10:
                         raise RuntimeError(f"event for {user} had no effect within 10 s")
                     time.sleep(0.002)
-                latencies.append((time.perf_counter() - start) * 1000)
+                if trial >= 5:  # the first few warm the API's producer and connections up
+                    latencies.append((time.perf_counter() - start) * 1000)
     finally:
         for process in (server, worker):
             process.terminate()
@@ -247,6 +252,7 @@ def event_to_effect(env: dict[str, str], log: Path, users: list[str], trials: in
     latencies.sort()
     return {
         "trials": len(latencies),
+        "latencies_ms": [round(v, 1) for v in latencies],
         "p50_ms": statistics.median(latencies),
         "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "max_ms": latencies[-1],
@@ -262,7 +268,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rates = results["rates"]
     names = list(rates)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    bars = ax.barh(names, [rates[n] / 1000 for n in names], color=["#999"] * 3 + ["#2a7", "#47c"])
+    colours = ["#2a7" if "stream" in n else "#47c" if "bulk" in n else "#999" for n in names]
+    bars = ax.barh(names, [rates[n] / 1000 for n in names], color=colours)
     ax.bar_label(bars, fmt="%.0f k/s")
     ax.set_xlabel("thousand events per second")
     ax.set_title(f"{results['events']:,} events, {results['machine']['cpus']} cores")
@@ -281,11 +288,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import pandas as pd
-    from recstack.testing.broker import KafkaBroker
 
     from recstack.bus.events import encode_events
     from recstack.ingestion.synthetic import SyntheticConfig, generate
     from recstack.schema import validate_interactions
+    from recstack.testing.broker import KafkaBroker
 
     work = Path(tempfile.mkdtemp(prefix="recstack-stream-bench-"))
     schemas: list[str] = []
@@ -311,7 +318,13 @@ def main() -> None:
             schema = f"bench_{uuid.uuid4().hex[:8]}"
             _schema(args.postgres, "create", schema)
             schemas.append(schema)
-            return _with_schema(args.postgres, schema)
+            url = _with_schema(args.postgres, schema)
+            from recstack.storage import open_store
+
+            store = open_store(url)
+            store.migrate()
+            store.close()
+            return url
 
         store_url = fresh()
         rates["recstack produce (validate + publish)"], _ = produce_file(store_url, broker.url, csv, prefix)
@@ -321,9 +334,18 @@ def main() -> None:
         rates["recstack stream → PostgreSQL + Redis"] = streamed["events_per_s"]
         results["stream"] = streamed
         print(f"stream {streamed['events_per_s']:,.0f}/s, peak RSS {streamed['peak_rss_mib']:.0f} MiB")
+        # Scale-out: two processes in a fresh group, into a fresh schema and a fresh online state.
+        second = fresh()
+        env2 = {**_env(work, second, broker.url, args.redis, prefix + "two."), "RECSTACK_STREAM_GROUP": "two",
+                "RECSTACK_TOPIC_EVENTS": f"{prefix}events"}
+        streamed2 = stream_into(second, env2, n, work / "stream2.log", processes=2)
+        rates["2 × recstack stream (one group)"] = streamed2["events_per_s"]
+        results["stream_two_processes"] = streamed2
+        print(f"2 × stream {streamed2['events_per_s']:,.0f}/s, peak RSS {streamed2['peak_rss_mib']:.0f} MiB")
         rates["bulk ingest → PostgreSQL"] = bulk_ingest(fresh(), csv)
         print(f"bulk ingest {rates['bulk ingest → PostgreSQL']:,.0f}/s")
         results["stream_over_bulk"] = streamed["events_per_s"] / rates["bulk ingest → PostgreSQL"]
+        results["two_streams_over_bulk"] = streamed2["events_per_s"] / rates["bulk ingest → PostgreSQL"]
         users = frame["user_id"].drop_duplicates().sample(500, random_state=1).tolist()
         results["event_to_effect"] = event_to_effect(env, work / "effect.log", users, args.trials)
         print(f"event-to-effect {results['event_to_effect']}")

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         description="Online state: sql (the store), memory:// or redis://…; default: the Redis cache, else sql.",
     )
     stream_group: str = Field(default="recstack-stream", min_length=1, description="Stream consumer group.")
-    stream_batch_size: int = Field(default=5_000, gt=0, description="Messages per stream batch.")
+    stream_batch_size: int = Field(default=20_000, gt=0, description="Most messages per stream batch.")
     history_limit: int = Field(default=500, gt=0, description="Recent events per user kept online.")
     trending_window_days: float = Field(default=7.0, gt=0, description="Window of the trending counters.")
     loop_min_events: int = Field(default=1_000, ge=0, description="New events that make the loop retrain.")

@@ -11,7 +11,7 @@ import redis
 
 from conftest import unavailable
 from recstack.storage.cache import RedisCache, open_cache
-from unit.test_cache import CacheContract
+from recstack.testing.cache import CacheContract
 
 REDIS_URL = os.environ.get("RECSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

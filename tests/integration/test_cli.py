@@ -72,3 +72,17 @@ def test_mapping_options_and_bad_arguments(sqlite_url: str, tmp_path: Path) -> N
     wrong_url = recstack(tmp_path, "mysql://nowhere/db", "stats")
     assert wrong_url.returncode != 0
     assert "unsupported database URL scheme" in wrong_url.stderr
+
+
+def test_produce_through_the_in_process_bus_twice_stores_each_event_once(store_url: str, tmp_path: Path) -> None:
+    events = tmp_path / "plays.csv"
+    events.write_text(EVENTS.replace("user_id,", "account,", 1))
+    first = recstack(tmp_path, store_url, "produce", str(events), "--map", "account=user_id")
+    assert first.returncode == 4, first.stderr
+    assert "line 4: value 'oops' is not a number" in first.stdout
+    assert "stored 3 new events" in first.stdout
+    again = recstack(tmp_path, store_url, "produce", str(events), "--map", "account=user_id", "--tolerate-rejects")
+    assert again.returncode == 0, again.stderr
+    assert "stored 0 new events (3 already stored)" in again.stdout
+    stats = json.loads(recstack(tmp_path, store_url, "stats", "--json").stdout)
+    assert (stats["interactions"], stats["quarantined"]) == (3, 2)

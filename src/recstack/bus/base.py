@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Bus", "Consumer", "Message", "Topics"]
+__all__ = ["Bus", "Consumer", "Message", "Topics", "next_offsets"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class Topics:
         return (self.events, self.catalog, self.dlq)
 
 
-@dataclass(frozen=True)
-class Message:
-    """One consumed message; `key` and `value` are the bytes as published."""
+class Message(NamedTuple):
+    """One consumed message; `key` and `value` are the bytes as published (a tuple: a consumer makes
+    hundreds of thousands a second)."""
 
     topic: str
     partition: int
@@ -48,8 +48,9 @@ class Consumer(Protocol):
     def poll(self, max_messages: int = 1000, timeout_s: float = 1.0) -> list[Message]:
         """Up to `max_messages` messages, waiting at most `timeout_s` for the first; [] when none came."""
 
-    def commit(self) -> None:
-        """Record every message returned by `poll` so far as processed (synchronously)."""
+    def commit(self, messages: Sequence[Message] | None = None) -> None:
+        """Record `messages` — by default every message `poll` returned so far — as processed, so the group
+        resumes after them (synchronously). Batches are committed in the order they were polled."""
 
     def assignment(self) -> list[tuple[str, int]]:
         """The `(topic, partition)` pairs this member reads now."""
@@ -83,3 +84,13 @@ class Bus(Protocol):
         """True when the broker answers now."""
 
     def close(self) -> None: ...
+
+
+def next_offsets(messages: Sequence[Message]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset after the last of `messages`: where the group resumes once they are done."""
+    out: dict[tuple[str, int], int] = {}
+    for m in messages:
+        pair = (m.topic, m.partition)
+        if m.offset + 1 > out.get(pair, 0):
+            out[pair] = m.offset + 1
+    return out

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from recstack.bus.base import Message
+from recstack.bus.base import Message, next_offsets
 from recstack.errors import BackendUnavailable, ConfigurationError, MissingExtra
 
 __all__ = ["KafkaBus", "KafkaConsumer"]
@@ -49,6 +49,8 @@ _CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": False,
     "session.timeout.ms": 6_000,
     "heartbeat.interval.ms": 1_000,
+    "fetch.wait.max.ms": 50,
+    "fetch.error.backoff.ms": 20,
 }
 _PRODUCER_ONLY = {
     "enable.idempotence", "acks", "linger.ms", "batch.size", "batch.num.messages", "queue.buffering.max.messages",
@@ -58,7 +60,8 @@ _PRODUCER_ONLY = {
 _CONSUMER_ONLY = {
     "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset", "enable.partition.eof", "session.timeout.ms",
     "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy", "group.instance.id",
-    "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "queued.min.messages", "isolation.level",
+    "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms", "fetch.error.backoff.ms", "queued.min.messages",
+    "isolation.level",
 }
 
 
@@ -227,8 +230,15 @@ class KafkaConsumer:
     def poll(self, max_messages: int = 1000, timeout_s: float = 1.0) -> list[Message]:
         if self._closed:
             raise ConfigurationError("poll on a closed consumer")
+        consume = self._consumer.consume
         try:
-            batch = self._consumer.consume(max_messages, timeout_s)
+            # `consume(n, t)` waits for n messages or t seconds: take what is fetched already, else wait for
+            # the first message only, so one event is handled as soon as it arrives.
+            batch = consume(max_messages, 0)
+            if not batch:
+                batch = consume(1, timeout_s)
+                if batch and max_messages > 1:
+                    batch.extend(consume(max_messages - 1, 0))
         except self._kafka.KafkaException as exc:
             raise BackendUnavailable(f"Kafka consumer (group {self.group}) failed: {exc}") from exc
         out: list[Message] = []
@@ -249,11 +259,12 @@ class KafkaConsumer:
         if err.code() != self._kafka.KafkaError._PARTITION_EOF:
             log.warning("kafka consumer (group %s) on %s[%s]: %s", self.group, m.topic(), m.partition(), err)
 
-    def commit(self) -> None:
-        if not self._positions:
+    def commit(self, messages: Sequence[Message] | None = None) -> None:
+        upto = self._positions if messages is None else next_offsets(messages)
+        if not upto:
             return
         tp = self._kafka.TopicPartition
-        offsets = [tp(topic, partition, offset) for (topic, partition), offset in self._positions.items()]
+        offsets = [tp(topic, partition, offset) for (topic, partition), offset in upto.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except self._kafka.KafkaException as exc:
@@ -262,7 +273,8 @@ class KafkaConsumer:
                 log.warning("kafka consumer (group %s): commit lost to a rebalance, will replay: %s", self.group, err)
                 return
             raise BackendUnavailable(f"Kafka consumer (group {self.group}) could not commit: {err}") from exc
-        self._positions.clear()
+        if messages is None:
+            self._positions.clear()
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from recstack.bus.base import Message
+from recstack.bus.base import Message, next_offsets
 from recstack.errors import ConfigurationError
 
 __all__ = ["MemoryBus", "MemoryConsumer"]
@@ -180,12 +180,13 @@ class MemoryConsumer:
                     return []
                 log.cond.wait(remaining)
 
-    def commit(self) -> None:
+    def commit(self, messages: Sequence[Message] | None = None) -> None:
+        upto = self._positions if messages is None else next_offsets(messages)
         with self._log.cond:
             g = self._log.groups[self.group]
             if g.generation != self._generation:
                 return  # partitions were re-dealt since the poll: their new owner replays from the last commit
-            for pair, offset in self._positions.items():
+            for pair, offset in upto.items():
                 g.committed[pair] = max(offset, g.committed.get(pair, 0))
 
     def assignment(self) -> list[tuple[str, int]]:

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -27,7 +27,7 @@ from recstack.bus.base import Bus, Message, Topics
 from recstack.bus.events import dead_letter, decode_catalog, decode_events, location_of
 from recstack.config import UnknownIdPolicy
 from recstack.errors import BackendUnavailable, InvalidRecord
-from recstack.ingestion.pipeline import IngestOptions, RawBatch, check_batch, id_policies
+from recstack.ingestion.pipeline import CheckedBatch, IngestOptions, RawBatch, check_batch, id_policies
 from recstack.processing.changes import Change, apply_change
 from recstack.processing.online import OnlineState
 from recstack.schema import LOCATION, ValidationRules
@@ -63,9 +63,10 @@ class StreamMetrics:
 
 @dataclass
 class BatchReport:
-    """What one batch did."""
+    """What one batch did (or, from `run`, all of them)."""
 
     messages: int = 0
+    events: int = 0
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -73,6 +74,23 @@ class BatchReport:
     changes: list[Change] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     seconds: float = 0.0
+
+
+@dataclass
+class _Prepared:
+    messages: list[Message]
+    events: int
+    changes: list[Message]
+    checked: CheckedBatch | None = None
+    refused: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dead: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    messages: list[Message]
+    future: Future[BatchReport]
+    started: float
 
 
 class StreamProcessor:
@@ -95,7 +113,7 @@ class StreamProcessor:
         unknown_items: UnknownIdPolicy = "create",
         cache: Cache | None = None,
         cache_ttl_s: float = 60.0,
-        batch_size: int = 5_000,
+        batch_size: int = 20_000,
         poll_timeout_s: float = 0.5,
         retry_pause_s: float = 1.0,
         metrics: StreamMetrics | None = None,
@@ -119,8 +137,10 @@ class StreamProcessor:
         self.consumer = bus.consumer([self.topics.events, self.topics.catalog], group)
         self._pending: list[Message] = []
         self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstack-online")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstack-stream-write")
         self._rate_at, self._rate_n = time.monotonic(), 0
         self._lag_at = 0.0
+        self._lag_busy = threading.Event()
 
     def step(self) -> BatchReport | None:
         """Process one batch (the failed one again, if the last try failed); None when nothing came."""
@@ -130,19 +150,43 @@ class StreamProcessor:
             return None
         self._pending = messages
         started = time.perf_counter()
-        report = BatchReport(messages=len(messages))
+        report = self._apply(self._prepare(messages))
+        self.consumer.commit(messages)
+        self._pending = []
+        self._finish(report, started)
+        return report
+
+    def _prepare(self, messages: list[Message]) -> _Prepared:
+        """The CPU-bound part of a batch (decode, validate, the dead letters), with no write anywhere."""
         events = [m for m in messages if m.topic == self.topics.events]
         changes = [m for m in messages if m.topic == self.topics.catalog]
-        dead: list[tuple[bytes | None, bytes]] = []
+        prepared = _Prepared(messages, len(events), changes)
         if events:
-            self._events(events, report, dead)
-        for message in changes:
+            decoded = decode_events(events)
+            prepared.checked = check_batch(RawBatch(decoded.frame, decoded.broken), self.options, self.policies)
+            prepared.refused = refused = prepared.checked.refused
+            if not refused.empty:
+                keys = {location_of(m): m.key for m in events}
+                for location, reason in refused[["location", "reason"]].itertuples(index=False):
+                    prepared.dead.append(
+                        dead_letter(str(location), str(reason), decoded.originals[location], keys.get(location))
+                    )
+        return prepared
+
+    def _apply(self, prepared: _Prepared) -> BatchReport:
+        """Every write of a prepared batch; safe to repeat (all of them are idempotent)."""
+        report = BatchReport(messages=len(prepared.messages), events=prepared.events)
+        dead = list(prepared.dead)
+        if prepared.checked is not None:
+            self._store_events(prepared.checked, prepared.refused, report)
+        for message in prepared.changes:
             self._change(message, report, dead)
         if dead:
             self.bus.publish(self.topics.dlq, dead)
             report.dead_letters = len(dead)
-        self.consumer.commit()
-        self._pending = []
+        return report
+
+    def _finish(self, report: BatchReport, started: float) -> None:
         report.seconds = time.perf_counter() - started
         m = self.metrics
         m.batch_seconds.observe(report.seconds)
@@ -152,19 +196,12 @@ class StreamProcessor:
                 m.events.labels(outcome).inc(n)
         m.dlq.inc(report.dead_letters)
         m.changes.inc(len(report.changes))
-        self._observe(len(events))
+        self._observe(report.events)
         if self.on_batch is not None:
             self.on_batch(report)
-        return report
 
-    def _events(self, messages: list[Message], report: BatchReport, dead: list[tuple[bytes | None, bytes]]) -> None:
-        decoded = decode_events(messages)
-        checked = check_batch(RawBatch(decoded.frame, decoded.broken), self.options, self.policies)
-        refused = checked.refused
+    def _store_events(self, checked: CheckedBatch, refused: pd.DataFrame, report: BatchReport) -> None:
         if not refused.empty:
-            keys = {location_of(m): m.key for m in messages}
-            for location, reason in refused[["location", "reason"]].itertuples(index=False):
-                dead.append(dead_letter(str(location), str(reason), decoded.originals[location], keys.get(location)))
             self.store.quarantine(f"{SOURCE}-{self.group}", "interactions", f"{SOURCE} {self.topics.events}", refused)
             report.rejected = len(refused)
         accepted = checked.accepted
@@ -226,10 +263,19 @@ class StreamProcessor:
         if now - self._rate_at >= 1.0:
             self.metrics.rate.set(self._rate_n / (now - self._rate_at))
             self._rate_at, self._rate_n = now, 0
-        if now - self._lag_at >= 5.0:
+        if now - self._lag_at >= 5.0 and not self._lag_busy.is_set():
+            # Asking the broker for committed offsets takes a round trip (half a second on some brokers):
+            # never on the batch path.
             self._lag_at = now
+            self._lag_busy.set()
+            threading.Thread(target=self._sample_lag, name="recstack-stream-lag", daemon=True).start()
+
+    def _sample_lag(self) -> None:
+        try:
             with contextlib.suppress(BackendUnavailable):
                 self.metrics.lag.set(self.consumer.lag())
+        finally:
+            self._lag_busy.clear()
 
     def run(
         self,
@@ -238,35 +284,72 @@ class StreamProcessor:
         max_messages: int | None = None,
     ) -> BatchReport:
         """Process batches until `stop` is set, nothing came for `idle_exit_s` while holding partitions, or
-        `max_messages` were done; returns the totals. A backend error pauses and retries the same batch."""
+        `max_messages` were done; returns the totals.
+
+        Pipelined: while one batch is written (store, online state: time spent waiting on servers), the next
+        is polled and validated. Offsets are committed batch by batch in order, each only after its writes;
+        a batch whose writes fail is retried as it is, after a pause, before anything after it.
+        """
         stop = stop or threading.Event()
         total = BatchReport()
         idle_since = time.monotonic()
+        in_flight: _InFlight | None = None
         while not stop.is_set():
             try:
-                report = self.step()
+                messages = self.consumer.poll(self.batch_size, 0.0 if in_flight else self.poll_timeout_s)
+                prepared = self._prepare(messages) if messages else None
             except BackendUnavailable as exc:
-                self.metrics.failures.inc()
-                logger.warning("stream batch failed, retrying in %.1f s: %s", self.retry_pause_s, exc)
-                stop.wait(self.retry_pause_s)
+                self._failed(exc, stop)
                 continue
-            if report is None:
+            if in_flight is not None:
+                if not self._settle(in_flight, stop, total):
+                    break
+                in_flight = None
+            if prepared is None:
+                self._observe(0)
                 if not self.consumer.assignment():
                     idle_since = time.monotonic()  # still joining the group: not idle yet
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
+                if max_messages is not None and total.messages >= max_messages:
+                    break
                 continue
             idle_since = time.monotonic()
-            total.messages += report.messages
-            total.stored += report.stored
-            total.duplicates += report.duplicates
-            total.rejected += report.rejected
-            total.dead_letters += report.dead_letters
-            total.seconds += report.seconds
-            if max_messages is not None and total.messages >= max_messages:
-                break
+            in_flight = _InFlight(messages, self._writer.submit(self._apply, prepared), time.perf_counter())
+        if in_flight is not None and not stop.is_set():
+            self._settle(in_flight, stop, total)
         return total
+
+    def _settle(self, in_flight: _InFlight, stop: threading.Event, total: BatchReport) -> bool:
+        """Wait for a batch's writes, retrying them until they succeed, then commit it; False when stopped
+        first (the batch stays uncommitted, and the group's next owner replays it)."""
+        future = in_flight.future
+        while True:
+            try:
+                report = future.result()
+                break
+            except BackendUnavailable as exc:
+                self._failed(exc, stop)
+                if stop.is_set():
+                    return False
+                future = self._writer.submit(lambda: self._apply(self._prepare(in_flight.messages)))
+        self.consumer.commit(in_flight.messages)
+        self._finish(report, in_flight.started)
+        total.messages += report.messages
+        total.events += report.events
+        total.stored += report.stored
+        total.duplicates += report.duplicates
+        total.rejected += report.rejected
+        total.dead_letters += report.dead_letters
+        total.seconds += report.seconds
+        return True
+
+    def _failed(self, exc: BackendUnavailable, stop: threading.Event) -> None:
+        self.metrics.failures.inc()
+        logger.warning("stream batch failed, retrying in %.1f s: %s", self.retry_pause_s, exc)
+        stop.wait(self.retry_pause_s)
 
     def close(self) -> None:
         self.consumer.close()
+        self._writer.shutdown(wait=True)
         self._side.shutdown(wait=True)

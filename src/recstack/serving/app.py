@@ -446,6 +446,10 @@ def _intake(
     """The publisher (with its outbox) and, for an in-process bus, the stream worker of this process."""
     from recstack.bus.outbox import Outbox, Publisher
 
+    try:
+        bus.ensure_topics(settings.topics.all())
+    except RecstackError as exc:  # a broker down at start-up only delays delivery: the outbox keeps events
+        logger.warning("event bus not reachable at start-up: %s", exc)
     sender = Publisher(bus, Outbox(settings.outbox_dir))
     sender.start()
     embedded = None
