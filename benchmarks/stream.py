@@ -270,7 +270,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     colours = ["#2a7" if "stream" in n else "#47c" if "bulk" in n else "#999" for n in names]
     bars = ax.barh(names, [rates[n] / 1000 for n in names], color=colours)
-    ax.bar_label(bars, fmt="%.0f k/s")
+    ax.bar_label(bars, fmt="%.0f k/s", padding=3)
+    ax.set_xlim(0, max(rates.values()) / 1000 * 1.18)
     ax.set_xlabel("thousand events per second")
     ax.set_title(f"{results['events']:,} events, {results['machine']['cpus']} cores")
     ax.invert_yaxis()
@@ -354,7 +355,7 @@ def main() -> None:
 
         results["machine"] = {
             "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+            "confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
             "redis_py": redis_lib.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         args.out.mkdir(parents=True, exist_ok=True)

@@ -106,59 +106,64 @@ def _upgrade(body: dict[str, Any]) -> dict[str, Any] | str:
 
 
 def decode_events(messages: Sequence[Message]) -> Decoded:
-    """Bytes → raw interaction records; a message that is not a JSON object of a known version is broken."""
-    records: list[dict[str, Any]] = []
+    """Bytes → raw interaction records; a message that is not a JSON object of a known version is broken.
+
+    `originals` holds the bytes of the broken messages (the caller has the rest in `messages`)."""
+    columns: dict[str, list[Any]] = {name: [] for name in (*_EVENT_FIELDS, LOCATION)}
+    event_ids, user_ids, item_ids = columns["event_id"], columns["user_id"], columns["item_id"]
+    event_types, values, times, locations = (
+        columns["event_type"], columns["value"], columns["timestamp"], columns[LOCATION]
+    )
     broken: list[tuple[str, str, bytes]] = []
     originals: dict[str, bytes] = {}
     loads, current = orjson.loads, _CURRENT_KEYS
     for message in messages:
         location = f"{message.topic}[{message.partition}]@{message.offset}"
-        originals[location] = message.value
         try:
             body = loads(message.value)
         except orjson.JSONDecodeError as exc:
             broken.append((location, f"not valid JSON: {exc}", message.value))
+            originals[location] = message.value
             continue
         # What recstack writes takes the short way; anything else is checked field by field.
-        if type(body) is dict and body.keys() == current and body["schema_version"] == EVENT_VERSION and all(
-            type(body[name]) is str for name in _STRING_FIELDS
-        ):
-            body[LOCATION] = location
-            records.append(body)
-            continue
-        try:
-            body = loads(message.value)
-        except orjson.JSONDecodeError as exc:
-            broken.append((location, f"not valid JSON: {exc}", message.value))
+        if type(body) is dict and body.keys() == current and body["schema_version"] == EVENT_VERSION:
+            e, u, i, t = body["event_id"], body["user_id"], body["item_id"], body["event_type"]
+            if type(e) is str and type(u) is str and type(i) is str and type(t) is str:
+                event_ids.append(e)
+                user_ids.append(u)
+                item_ids.append(i)
+                event_types.append(t)
+                values.append(body["value"])
+                times.append(body["timestamp"])
+                locations.append(location)
+                continue
+        reason, upgraded = _slow_path(body)
+        if upgraded is None:
+            broken.append((location, reason, message.value))
             originals[location] = message.value
             continue
-        if not isinstance(body, dict):
-            broken.append((location, f"a message must be a JSON object, got {type(body).__name__}", message.value))
-            originals[location] = message.value
-            continue
-        upgraded = _upgrade(body)
-        if isinstance(upgraded, str):
-            broken.append((location, upgraded, message.value))
-            originals[location] = message.value
-            continue
-        wrong = next((n for n in ("user_id", "item_id", "event_id", "event_type", "value", "timestamp")
-                      if isinstance(upgraded[n], dict | list)), None)
-        if wrong is not None:
-            kind = type(upgraded[wrong]).__name__.replace("dict", "an object").replace("list", "an array")
-            broken.append((location, f"{wrong} must be a string or number, got {kind}", message.value))
-            originals[location] = message.value
-            continue
-        for name in ("user_id", "item_id", "event_id", "event_type"):
-            v = upgraded[name]
-            if v is not None and not isinstance(v, str):
-                upgraded[name] = str(v)
-        upgraded[LOCATION] = location
-        records.append(upgraded)
-        originals[location] = message.value
-    frame = pd.DataFrame.from_records(records, columns=[*_EVENT_FIELDS, LOCATION]) if records else pd.DataFrame(
-        columns=[*_EVENT_FIELDS, LOCATION]
-    )
-    return Decoded(frame, _broken(broken) if broken else _broken([]), originals)
+        for name in _EVENT_FIELDS:
+            columns[name].append(upgraded[name])
+        locations.append(location)
+    return Decoded(pd.DataFrame(columns), _broken(broken), originals)
+
+
+def _slow_path(body: Any) -> tuple[str, dict[str, Any] | None]:
+    """Any readable body → its raw record fields (ids as text), or the reason it is broken."""
+    if not isinstance(body, dict):
+        return f"a message must be a JSON object, got {type(body).__name__}", None
+    upgraded = _upgrade(body)
+    if isinstance(upgraded, str):
+        return upgraded, None
+    wrong = next((n for n in _EVENT_FIELDS if isinstance(upgraded[n], dict | list)), None)
+    if wrong is not None:
+        kind = type(upgraded[wrong]).__name__.replace("dict", "an object").replace("list", "an array")
+        return f"{wrong} must be a string or number, got {kind}", None
+    for name in _STRING_FIELDS:
+        v = upgraded[name]
+        if v is not None and not isinstance(v, str):
+            upgraded[name] = str(v)
+    return "", upgraded
 
 
 def encode_catalog(kind: str, record: dict[str, Any], preferences: dict[str, Any] | None = None) -> tuple[bytes, bytes]:

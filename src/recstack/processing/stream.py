@@ -166,11 +166,10 @@ class StreamProcessor:
             prepared.checked = check_batch(RawBatch(decoded.frame, decoded.broken), self.options, self.policies)
             prepared.refused = refused = prepared.checked.refused
             if not refused.empty:
-                keys = {location_of(m): m.key for m in events}
+                by_location = {location_of(m): m for m in events}
                 for location, reason in refused[["location", "reason"]].itertuples(index=False):
-                    prepared.dead.append(
-                        dead_letter(str(location), str(reason), decoded.originals[location], keys.get(location))
-                    )
+                    original = by_location[location]
+                    prepared.dead.append(dead_letter(str(location), str(reason), original.value, original.key))
         return prepared
 
     def _apply(self, prepared: _Prepared) -> BatchReport:
