@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from prometheus_client import generate_latest
 
 from recstack.bus import Bus, open_bus
 from recstack.bus.base import Topics
@@ -88,6 +89,10 @@ def test_events_are_stored_once_and_poison_goes_to_the_dead_letter_topic(
     processor.close()
     assert store.counts()["interactions"] == 300
     assert total.stored == 300 and total.duplicates == 50 and total.rejected == 3
+    exposition = generate_latest(processor.metrics.registry).decode()
+    assert "recstack_stream_dead_letters_total 3.0" in exposition
+    assert 'recstack_stream_events_total{outcome="stored"} 300.0' in exposition
+    assert "recstack_stream_batch_duration_seconds_count" in exposition
     letters = _dead_letters(bus, topics.dlq)
     reasons = sorted(str(d["reason"]) for d in letters)
     assert len(letters) == 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -26,7 +26,7 @@ from recstack.schema import LOCATION
 
 __all__ = [
     "CATALOG_VERSION", "EVENT_VERSION", "KNOWN_EVENT_VERSIONS", "Decoded", "dead_letter", "decode_catalog",
-    "decode_events", "encode_catalog", "encode_events", "location_of", "schema",
+    "decode_events", "encode_catalog", "encode_events", "location_of", "read_dead_letter", "schema",
 ]
 
 EVENT_VERSION: Final = 2
@@ -72,7 +72,7 @@ def encode_events(accepted: pd.DataFrame, context: dict[str, Any] | None = None)
 @dataclass
 class Decoded:
     """Raw records ready for validation (`frame`, with `_location`) and the messages that are not
-    (`broken`: location, reason, record — the original bytes as text, `original` the bytes)."""
+    (`broken`: location, reason, record — the original bytes as text; `originals` their exact bytes)."""
 
     frame: pd.DataFrame
     broken: pd.DataFrame
@@ -209,6 +209,3 @@ def read_dead_letter(value: bytes) -> dict[str, Any]:
     body["original"] = base64.b64decode(body.pop("original_b64"))
     return body
 
-
-def keys_of(messages: Iterable[Message]) -> list[bytes | None]:
-    return [m.key for m in messages]
