@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from recstack.models.als import ALS
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestALS(RecommenderContract):

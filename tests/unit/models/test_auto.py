@@ -16,9 +16,7 @@ from recstack.models import catalog
 from recstack.models.auto import AutoRecommender
 from recstack.models.base import Recommender
 from recstack.models.popularity import Popularity
-
-from .conftest import Platform
-from .contract import RecommenderContract, ndcg_at_k
+from recstack.testing.recommender import Platform, RecommenderContract, ndcg_at_k
 
 SMALL: dict[str, Any] = {
     "time_budget_s": 20.0,

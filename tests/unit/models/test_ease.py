@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from recstack.models.ease import EASE
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestEASE(RecommenderContract):

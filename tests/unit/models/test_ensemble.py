@@ -11,9 +11,7 @@ import pytest
 from recstack.errors import ConfigurationError
 from recstack.models.base import Recommender
 from recstack.models.ensemble import Ensemble, MemberSpec, normalised, rank_fusion, ranks
-
-from .conftest import Platform
-from .contract import RecommenderContract, ndcg_at_k
+from recstack.testing.recommender import Platform, RecommenderContract, ndcg_at_k
 
 MEMBERS = [MemberSpec(model="ease", params={"l2": 100.0}), MemberSpec(model="item_knn")]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from recstack.models.item2vec import Item2Vec
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestItem2Vec(RecommenderContract):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from recstack.models.item_knn import ItemKNN
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestItemKNN(RecommenderContract):

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from recstack.models.popularity import Popularity
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 DAY_MS = 86_400_000
 

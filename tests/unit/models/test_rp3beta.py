@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from recstack.models.rp3beta import RP3beta
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestRP3beta(RecommenderContract):

@@ -6,9 +6,7 @@ import numpy as np
 
 from recstack.models.ease import EASE
 from recstack.models.sequence_ease import SequenceEASE
-
-from .conftest import Platform
-from .contract import RecommenderContract
+from recstack.testing.recommender import Platform, RecommenderContract
 
 
 class TestSequenceEASE(RecommenderContract):

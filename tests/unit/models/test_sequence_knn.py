@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recstack.models.sequence_knn import SequenceKNN, sequence_cooccurrence
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestSequenceKNN(RecommenderContract):

@@ -10,8 +10,7 @@ import pytest
 
 from recstack.errors import ConfigurationError
 from recstack.models.svd import SVD, PureSVD
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestPureSVD(RecommenderContract):

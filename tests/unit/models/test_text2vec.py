@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from recstack.models.text2vec import Text2Vec
-
-from .contract import RecommenderContract
+from recstack.testing.recommender import RecommenderContract
 
 
 class TestText2Vec(RecommenderContract):
