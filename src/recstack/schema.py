@@ -334,7 +334,7 @@ def validate_items(
             "tags": tags,
             "description": _text(kept, "description").astype(object),
             "duration_s": duration[good],
-            "created_at": created[good].astype("Int64"),
+            "created_at": created[good].round().astype("Int64"),
             "available": ~available_raw[good].isin(_FALSE),
             "attributes": _attributes(kept, ITEM_COLUMNS),
         }
@@ -358,7 +358,7 @@ def validate_users(
     accepted = pd.DataFrame(
         {
             "user_id": user_id[good].astype(str),
-            "created_at": created[good].astype("Int64"),
+            "created_at": created[good].round().astype("Int64"),
             "attributes": _attributes(kept, USER_COLUMNS),
         }
     )

@@ -296,3 +296,12 @@ def test_a_new_item_is_recommended_through_its_content(serve: Serve, world: Worl
             i for i in picks if i["item_id"] == "fresh-twin"
         ).items()
         assert liked not in [i["item_id"] for i in picks]
+
+
+def test_odd_but_valid_records_are_stored_not_a_500(serve: Serve, world: World) -> None:
+    item = str(world.items["item_id"].iloc[1])
+    with serve() as client:
+        assert client.put("/v1/users/odd", json={"created_at": -4.25e-160}).status_code == 200
+        big = client.put(f"/v1/items/{item}", json={"attributes": {"n": [22436885245785112576]}})
+        assert big.status_code == 200, big.text
+

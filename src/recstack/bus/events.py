@@ -172,7 +172,10 @@ def encode_catalog(kind: str, record: dict[str, Any], preferences: dict[str, Any
     body: dict[str, Any] = {"schema_version": CATALOG_VERSION, "kind": kind, "record": record}
     if preferences is not None:
         body["preferences"] = preferences
-    return _key(key), orjson.dumps(body, default=str)
+    try:
+        return _key(key), orjson.dumps(body, default=str)
+    except TypeError:  # an integer beyond 64 bits in free-form attributes: the standard encoder has no limit
+        return _key(key), json.dumps(body, default=str).encode()
 
 
 def decode_catalog(message: Message) -> dict[str, Any] | str:

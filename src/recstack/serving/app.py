@@ -26,7 +26,7 @@ import faiss
 import sqlalchemy as sa
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.routing import Match, Route
@@ -51,6 +51,7 @@ from recstack.serving.recommender_service import Answer, RecommendationService
 from recstack.serving.reload import ModelSource, Reloader
 from recstack.serving.retrieval import RetrievalConfig
 from recstack.serving.schemas import (
+    ErrorOut,
     EventBatch,
     EventIn,
     EventReport,
@@ -71,6 +72,13 @@ logger = logging.getLogger(__name__)
 _NO_SOURCE: Any = object()
 IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern="^[^\x00]+$")]
 K = Annotated[int, Query(ge=1, le=1000, description="How many items to return.")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "The body could not be parsed."), (404, "No such item."),
+        (422, "A field is invalid; `detail` names it."), (503, "A backend (store, catalogue) is unavailable."),
+    )
+}
 _EVENT = TypeAdapter(EventIn)
 _BATCH = TypeAdapter(EventBatch)
 _EVENT_LIST = TypeAdapter(list[EventIn])
@@ -191,7 +199,10 @@ def create_app(
     def service_of(request: Request) -> RecommendationService:
         return request.app.state.service  # type: ignore[no-any-return]
 
-    @app.get("/v1/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recommendations"])
+    @app.get(
+        "/v1/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["recommendations"],
+        responses=ERRORS,
+    )
     async def recommendations(
         request: Request,
         user_id: IdPath,
@@ -208,8 +219,9 @@ def create_app(
         return _answer(service_of(request).recommend(user_id, k, category, excluded))
 
     _add_fast_recommendations(app)
+    _document_event_bodies(app)
 
-    @app.get("/v1/items/{item_id}/similar", response_model=SimilarOut, tags=["recommendations"])
+    @app.get("/v1/items/{item_id}/similar", response_model=SimilarOut, tags=["recommendations"], responses=ERRORS)
     async def similar(request: Request, item_id: IdPath, k: K = 10) -> Response:
         """The k items most similar to `item_id` (cosine of the champion's item vectors, or its own
         similarity); unavailable items are left out. 404 for an unknown item."""
@@ -218,6 +230,8 @@ def create_app(
     @app.post(
         "/v1/events",
         response_model=EventReport,
+        status_code=202,
+        responses=ERRORS,
         tags=["feedback"],
         openapi_extra={
             "requestBody": {
@@ -285,7 +299,7 @@ def create_app(
 
     @app.put(
         "/v1/items/{item_id}", response_model=UpsertResult, tags=["catalogue"],
-        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}},
+        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}, **ERRORS},
     )
     async def put_item(request: Request, item_id: IdPath, item: ItemIn) -> Response:
         """Insert or replace a catalogue item. `available: false` removes it from every answer at once.
@@ -301,7 +315,7 @@ def create_app(
 
     @app.put(
         "/v1/users/{user_id}", response_model=UpsertResult, tags=["users"],
-        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}},
+        responses={202: {"model": UpsertResult, "description": "Queued on the bus; applied by the stream."}, **ERRORS},
     )
     async def put_user(request: Request, user_id: IdPath, user: UserIn) -> Response:
         """Insert or replace a user; `preferences` replaces the user's preference document."""
@@ -352,7 +366,7 @@ def create_app(
         )
         return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=True)
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Prometheus exposition of this process's metrics."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -432,6 +446,22 @@ def _add_fast_recommendations(app: FastAPI) -> None:
     fast = _FastRoute(declared.path, _FastRecommendations(declared), methods=["GET"], include_in_schema=False)
     fast.methods = {"GET"}  # as declared: no implicit HEAD
     app.router.routes.insert(app.router.routes.index(declared), fast)
+
+
+def _document_event_bodies(app: FastAPI) -> None:
+    """`POST /v1/events` parses its body itself (three shapes); put the shapes it names into the document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            batch = _BATCH.json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(batch.pop("$defs", {}))
+            schemas["EventBatch"] = batch
+        return app.openapi_schema or document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _upserted(record_id: str, created: bool, intake: Intake) -> Response:

@@ -13,6 +13,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ErrorOut",
     "EventBatch",
     "EventIn",
     "EventReport",
@@ -121,7 +122,7 @@ class ItemIn(_Strict):
     category: str | None = Field(default=None, max_length=256)
     tags: list[str] | str | None = None
     description: str | None = None
-    duration_s: float | None = None
+    duration_s: float | None = Field(default=None, ge=0, le=7 * 86_400)
     created_at: Scalar | None = None
     available: bool = True
     attributes: dict[str, Any] | None = None
@@ -134,6 +135,19 @@ class UserIn(_Strict):
     created_at: Scalar | None = None
     attributes: dict[str, Any] | None = None
     preferences: dict[str, Any] | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: `detail` says what is wrong (naming the field); `errors` lists each field for a
+    request that failed validation."""
+
+    detail: str
+    errors: list[FieldError] | None = None
 
 
 class UpsertResult(BaseModel):

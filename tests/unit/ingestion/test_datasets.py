@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from conftest import unavailable
 from recstack.errors import BackendUnavailable, ConfigurationError
 from recstack.ingestion import IngestOptions, ingest
 from recstack.ingestion import datasets as ds
@@ -49,7 +50,7 @@ def load_all(name: str, path: Path, chunk_size: int = 50_000) -> Loaded:
 def local(name: str) -> Path:
     path = ds.find_local(name)
     if path is None:
-        pytest.skip(f"{name} not found: set RECSTACK_DATA_DIR or put it in ../shared/data/{name}")
+        unavailable(name, "not found: set RECSTACK_DATA_DIR or put it in ../shared/data/" + name)
     return path
 
 

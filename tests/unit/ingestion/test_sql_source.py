@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import unavailable
 from recstack.errors import BackendUnavailable, ConfigurationError
 from recstack.ingestion import IngestOptions, ingest
 from recstack.ingestion.sql import display_url, read_sql
@@ -136,6 +137,9 @@ def test_a_wrong_url_is_a_configuration_error(url: str) -> None:
 
 
 def test_an_unreachable_server_is_backend_unavailable_and_the_password_is_hidden() -> None:
-    pytest.importorskip("psycopg")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg", "not installed: pip install -e '.[postgres]'")
     with pytest.raises(BackendUnavailable, match=r"cannot connect to postgresql\+psycopg://app:\*\*\*@127\.0\.0\.1:1/"):
         list(read_sql("postgresql://app:hunter2@127.0.0.1:1/app", "SELECT 1", 10))
