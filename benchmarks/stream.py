@@ -35,27 +35,11 @@ from typing import Any
 
 import httpx
 
+from ingest import _pg_schema, _with_schema  # the same fresh-schema helpers as the ingest benchmark
+
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_PG = os.environ.get("RECSTACK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT_REDIS = os.environ.get("RECSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
-
-
-def _with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-
-
-def _schema(url: str, action: str, schema: str) -> None:
-    import sqlalchemy as sa
-
-    from recstack.storage.sql import normalise_url
-
-    engine = sa.create_engine(normalise_url(url))
-    with engine.begin() as conn:
-        if action == "create":
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        else:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def _count(url: str) -> int:
@@ -317,7 +301,7 @@ def main() -> None:
 
         def fresh() -> str:
             schema = f"bench_{uuid.uuid4().hex[:8]}"
-            _schema(args.postgres, "create", schema)
+            _pg_schema(args.postgres, "create", schema)
             schemas.append(schema)
             url = _with_schema(args.postgres, schema)
             from recstack.storage import open_store
@@ -365,7 +349,7 @@ def main() -> None:
     finally:
         broker.stop()
         for schema in schemas:
-            _schema(args.postgres, "drop", schema)
+            _pg_schema(args.postgres, "drop", schema)
         _clear_redis(args.redis)
         shutil.rmtree(work, ignore_errors=True)
 

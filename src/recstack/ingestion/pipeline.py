@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 
 from recstack.config import UnknownIdPolicy
-from recstack.schema import ID_FIELD, LOCATION, VALIDATORS, RecordKind, ValidationRules, drop_repeats
+from recstack.schema import ID_FIELD, LOCATION, VALIDATORS, RecordKind, ValidationRules
 from recstack.storage.store import IngestRun, Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,23 @@ def _reject_unknown(accepted: pd.DataFrame, mask: pd.Series, field_name: str) ->
     )
 
 
+@contextmanager
+def recorded_run(store: Store, kind: RecordKind, source: str) -> Iterator[IngestRun]:
+    """A run in the store's run log, saved when it starts and when it ends; a failure is kept in its errors.
+
+    What was stored before a failure stays stored; the run log says where it stopped and why."""
+    run = IngestRun(run_id=uuid.uuid4().hex[:16], kind=kind, source=source, started_at=int(time.time() * 1000))
+    store.save_run(run)
+    try:
+        yield run
+    except Exception as exc:
+        run.errors.append(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        run.finished_at = int(time.time() * 1000)
+        store.save_run(run)
+
+
 def ingest(
     store: Store,
     batches: Iterable[RawBatch],
@@ -134,28 +152,20 @@ def ingest(
 ) -> IngestRun:
     """Ingest every batch; returns the run summary (also saved in the store's run log)."""
     kind = options.kind
-    run = IngestRun(run_id=uuid.uuid4().hex[:16], kind=kind, source=source, started_at=int(time.time() * 1000))
     policies = id_policies(store, options)
-    store.save_run(run)
     # Validation of chunk N+1 overlaps the database write of chunk N: the driver releases the GIL while the
     # server works, so the two cores both stay busy. Writes stay in order, one at a time.
     pending: Future[int] | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstack-ingest") as writer:
-            for batch in batches:
-                checked = check_batch(batch, options, policies)
-                if pending is not None:
-                    _report(progress, pending.result())
-                pending = writer.submit(store_batch, store, checked, source, kind, run, policies)
+    with recorded_run(store, kind, source) as run, ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="recstack-ingest"
+    ) as writer:
+        for batch in batches:
+            checked = check_batch(batch, options, policies)
             if pending is not None:
                 _report(progress, pending.result())
-    except Exception as exc:
-        # What was stored before the failure stays stored; the run log says where it stopped and why.
-        run.errors.append(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        run.finished_at = int(time.time() * 1000)
-        store.save_run(run)
+            pending = writer.submit(store_batch, store, checked, source, kind, run, policies)
+        if pending is not None:
+            _report(progress, pending.result())
     log.info(
         "ingested %s from %s: read %d, accepted %d, duplicates %d, rejected %d",
         kind, source, run.read, run.accepted, run.duplicates, run.rejected,
@@ -226,9 +236,13 @@ def check_batch(batch: RawBatch, options: IngestOptions, policies: list[tuple[st
     frame = apply_mapping(batch.frame, options.mapping, options.defaults)
     checked = VALIDATORS[options.kind](frame, options.rules)
     dup = checked.accepted.duplicated(ID_FIELD[options.kind], keep="first")
-    repeat_locations = checked.accepted.loc[dup, LOCATION].astype(str).tolist() if dup.any() and (
-        LOCATION in checked.accepted) else []
-    accepted, repeats = drop_repeats(checked.accepted, options.kind)
+    repeats = int(dup.sum())
+    repeat_locations: list[str] = []
+    accepted = checked.accepted
+    if repeats:
+        if LOCATION in accepted:
+            repeat_locations = accepted.loc[dup, LOCATION].astype(str).tolist()
+        accepted = accepted.loc[~dup].reset_index(drop=True)
     unknown = empty
     if policies:
         accepted, unknown = _reject_unknown_ids(accepted, policies)

@@ -8,14 +8,12 @@ producing the same file twice stores nothing twice: the stream processor recogni
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 from recstack.bus.base import Topics
 from recstack.bus.events import encode_catalog, encode_events
-from recstack.ingestion.pipeline import IngestOptions, RawBatch, check_batch, id_policies
+from recstack.ingestion.pipeline import IngestOptions, RawBatch, check_batch, id_policies, recorded_run
 from recstack.schema import INTERACTION_COLUMNS, LOCATION
 from recstack.storage import IngestRun, Store
 
@@ -42,11 +40,8 @@ def produce(
     Under the `reject` policy the ids are checked against the store; under `create` the stream processor
     creates them when it stores the events.
     """
-    run = IngestRun(run_id=uuid.uuid4().hex[:16], kind=options.kind, source=f"produce {source}",
-                    started_at=int(time.time() * 1000))
     policies = id_policies(store, options)
-    store.save_run(run)
-    try:
+    with recorded_run(store, options.kind, f"produce {source}") as run:
         for batch in batches:
             checked = check_batch(batch, options, policies)
             store.quarantine(run.run_id, options.kind, run.source, checked.refused)
@@ -60,12 +55,6 @@ def produce(
                     rejected=len(checked.refused))
             if progress is not None:
                 progress(checked.read)
-    except Exception as exc:
-        run.errors.append(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        run.finished_at = int(time.time() * 1000)
-        store.save_run(run)
     return run
 
 

@@ -23,7 +23,7 @@ from recstack.storage import Store
 from recstack.storage import tables as t
 
 __all__ = [
-    "Catalog", "History", "HistoryReader", "engine_of", "existing_ids", "history_fingerprint", "load_catalog", "ping",
+    "Catalog", "History", "HistoryReader", "engine_of", "history_fingerprint", "load_catalog", "ping",
 ]
 
 DAY_MS = 86_400_000
@@ -43,14 +43,6 @@ def ping(store: Store) -> bool:
     except (BackendUnavailable, sa.exc.SQLAlchemyError):
         return False
     return True
-
-
-def existing_ids(store: Store, kind: str, ids: list[str]) -> set[str]:
-    """Which of `ids` are stored users (`kind="users"`) or items."""
-    if not ids:
-        return set()
-    column = t.users.c.user_id if kind == "users" else t.items.c.item_id
-    return {r[0] for r in _run(engine_of(store), sa.select(column).where(column.in_(ids)))}
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,11 +182,3 @@ def load_catalog(store: Store, window_days: float = 7.0) -> Catalog:
         trending_order=np.argsort(-trending, kind="stable"),
         position=position,
     )
-
-
-def stored_event_ids(store: Store, event_ids: list[str]) -> set[str]:
-    """Which of `event_ids` are already stored (so a repeated post is reported as a duplicate)."""
-    if not event_ids:
-        return set()
-    column = t.interactions.c.event_id
-    return {r[0] for r in _run(engine_of(store), sa.select(column).where(column.in_(event_ids)))}
