@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -44,22 +45,50 @@ def loop(
     interval: Annotated[
         float | None, typer.Option(min=1.0, help="Seconds between passes (default: loop_interval_s).")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (decisions, champion, feedback rates).")
+    ] = None,
+    pushgateway: Annotated[
+        str | None, typer.Option(help="With --once: push the pass's metrics to this Prometheus Pushgateway.")
+    ] = None,
 ) -> None:
     """Roll back a champion users like less than the previous one; retrain on new events and promote the
     challenger only when it beats the champion on the newest events."""
     from recstack.jobs.loop import run_forever, run_once
+    from recstack.jobs.loop_metrics import LoopMetrics
     from recstack.registry import Registry
     from recstack.storage.lake import Lake
 
     cfg = settings(ctx)
     config = loop_config(cfg)
     registry, lake = Registry.from_settings(cfg), Lake(cfg.lake_root)
+    metrics = LoopMetrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=metrics.registry)
     with store_from(ctx) as store:
+
+        def observed(decisions: list[Decision] | None, seconds: float) -> None:
+            if decisions is None:
+                metrics.failed()
+            else:
+                metrics.observe(decisions, seconds, registry, store, config, int(time.time() * 1000))
+
         if once:
+            started = time.monotonic()
             with err_console.status("feedback loop…") as status:
                 decisions = run_once(store, lake, registry, config, progress=status.update)
+            observed(decisions, time.monotonic() - started)
             for decision in decisions:
                 show(decision)
+            if pushgateway:
+                from prometheus_client import push_to_gateway
+
+                try:
+                    push_to_gateway(pushgateway, job="recstack-loop", registry=metrics.registry)
+                except OSError as exc:
+                    err_console.print(f"[yellow]metrics not pushed to {pushgateway}: {exc}[/]")
             return
         stop = threading.Event()
 
@@ -70,4 +99,4 @@ def loop(
             signal.signal(sig, _stop)
         every = interval or cfg.loop_interval_s
         err_console.print(f"feedback loop every {every:.0f} s; Ctrl-C to stop")
-        run_forever(store, lake, registry, config, every, stop=stop, on_decision=show)
+        run_forever(store, lake, registry, config, every, stop=stop, on_decision=show, on_pass=observed)

@@ -136,18 +136,24 @@ def run_forever(
     *,
     stop: threading.Event | None = None,
     on_decision: Callable[[Decision], None] | None = None,
+    on_pass: Callable[[list[Decision] | None, float], None] | None = None,
 ) -> None:
     """`run_once` every `interval_s` until `stop` is set. A recstack error (a store or tracking server down)
-    is logged and the next pass tries again; anything else propagates."""
+    is logged and the next pass tries again; anything else propagates. `on_pass` hears each pass's
+    decisions (None for a failed pass) and its seconds, for metrics."""
     stop = stop or threading.Event()
     while not stop.is_set():
         started = time.monotonic()
+        decisions: list[Decision] | None = None
         try:
-            for decision in run_once(store, lake, registry, config):
+            decisions = run_once(store, lake, registry, config)
+            for decision in decisions:
                 if on_decision is not None:
                     on_decision(decision)
         except RecstackError as exc:
             logger.warning("feedback loop pass failed, retrying in %.0f s: %s", interval_s, exc)
+        if on_pass is not None:
+            on_pass(decisions, time.monotonic() - started)
         stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
 
 
