@@ -1,0 +1,3 @@
+from recstack.cli.main import main
+
+main()

@@ -1,0 +1,55 @@
+"""`recstack serve`: the recommendation API on uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from recstack.cli.common import console, settings
+from recstack.config import Settings
+from recstack.errors import ConfigurationError, MissingExtra
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def _export(settings: Settings) -> None:
+    """Worker processes build their own app from the environment: hand them the effective settings."""
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"RECSTACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (use a redis:// cache with more than one).")]
+    = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve the champion model over HTTP (OpenAPI docs at /docs); reloads a newly promoted champion live."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MissingExtra("uvicorn", "serve") from exc
+    from recstack.serving.app import create_app
+
+    current = settings(ctx)
+    access_log = log_level in {"trace", "debug", "info"}
+    if workers > 1 and current.cache_url.startswith("memory"):
+        console.print("[yellow]note:[/] each worker has its own memory cache; use RECSTACK_CACHE_URL=redis://…")
+    console.print(f"serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    if workers == 1:
+        uvicorn.run(create_app(current), host=host, port=port, log_level=log_level, access_log=access_log)
+        return
+    if not 1 <= workers <= 64:
+        raise ConfigurationError(f"--workers must be between 1 and 64, got {workers}")
+    _export(current)
+    uvicorn.run(
+        "recstack.serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level,
+        access_log=access_log,
+    )

@@ -1,0 +1,78 @@
+"""One exception hierarchy for the whole platform.
+
+Each error knows the HTTP status it maps to and the CLI exit code, so the API and the CLI each translate
+errors in exactly one place.
+"""
+
+from __future__ import annotations
+
+
+class RecstackError(Exception):
+    """Base of every error recstack raises on purpose."""
+
+    status_code: int = 500
+    exit_code: int = 1
+
+
+class ConfigurationError(RecstackError):
+    """Settings or arguments that cannot work together."""
+
+    status_code = 500
+    exit_code = 2
+
+
+class InvalidRecord(RecstackError):
+    """A record that fails validation; `location` names where it came from."""
+
+    status_code = 422
+
+    def __init__(self, reason: str, location: str | None = None) -> None:
+        self.reason = reason
+        self.location = location
+        super().__init__(f"{location}: {reason}" if location else reason)
+
+
+class NotFound(RecstackError):
+    status_code = 404
+
+
+class BackendUnavailable(RecstackError):
+    """A configured server (database, cache, broker) cannot be reached."""
+
+    status_code = 503
+    exit_code = 3
+
+
+class MissingExtra(RecstackError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    exit_code = 2
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(f"{module} is not installed: pip install 'recstack[{extra}]'")
+
+
+class RejectedRecords(RecstackError):
+    """An ingestion run rejected records and was not told to tolerate it."""
+
+    exit_code = 4
+
+
+class ChecksumMismatch(RecstackError):
+    """A downloaded archive is not the one the registry expects (corrupt, truncated or changed upstream)."""
+
+
+class ApiError(RecstackError):
+    """An HTTP API answered with an error, with something that is not JSON, or not at all.
+
+    `url` is the request's full URL (page parameters included); `status` is the HTTP status of the last
+    answer, or None when the server never answered.
+    """
+
+    status_code = 502
+    exit_code = 3
+
+    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status

@@ -1,0 +1,1 @@
+"""The real-time recommendation API (FastAPI): `create_app(settings)`; run it with `recstack serve`."""

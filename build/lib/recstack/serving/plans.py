@@ -1,0 +1,272 @@
+"""Per-user plans: each known user's retrieval done in batch when a champion is prepared (as Gorse does).
+
+For every user the champion knows, the preparation reads the user's stored history exactly as a request
+reads it, builds the query a request would build from it (the user vector moved by the same feedback
+signals), searches the index for all users at once and keeps the best `size` candidates that are neither
+seen in training nor in that history, plus the liked items the content mix starts from.
+
+A request for such a user still reads the history from the store (the source of truth every worker shares)
+and uses the plan only when the rows are the same, compared by fingerprint: then the live path's signals,
+query adjustment and index search would produce exactly the plan's ranking. Request-time filters
+(availability, `exclude`, and the history items again, so a hard filter never rests on a hash) are applied
+to the plan's candidates. When the history changed (a posted event), a category is asked, fewer than k
+candidates survive or the catalogue changed an item of the history, the request takes the live path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recstack.serving.data import Catalog, History, HistoryReader
+from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
+from recstack.serving.new_items import MIN_SIMILARITY, NewItems, NovelItems, Ranked
+
+if TYPE_CHECKING:
+    from recstack.serving.recommender_service import ServingModel
+
+__all__ = ["Plan", "UserPlans", "build_plans", "liked_items"]
+
+logger = logging.getLogger(__name__)
+
+# Items of a user's history that shape the content mix when the history holds no positive signal.
+CONTENT_PROFILE_ITEMS = 20
+_CHUNK = 2048
+# The closest novel items (new since training, known by content) kept per user for the content mix.
+NOVEL_DEPTH = 16
+
+
+def liked_items(taste: list[Signal], history: History) -> tuple[list[str], list[float]]:
+    """What the content mix starts from: the positive signals (ids, weights), or else the newest history
+    items at weight 1."""
+    positive = [(sig.item_id, sig.weight) for sig in taste if sig.weight > 0]
+    if positive:
+        return [i for i, _ in positive], [w for _, w in positive]
+    recent = history.item_ids[:CONTENT_PROFILE_ITEMS]
+    return recent, [1.0] * len(recent)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One user's precomputed candidates (model item indices, best first), content-mix profile items and,
+    when prepared, the novel items closest to that profile."""
+
+    candidates: np.ndarray
+    scores: np.ndarray
+    liked: list[str]
+    weights: list[float]
+    novel: Ranked | None
+
+
+@dataclass(frozen=True, eq=False)
+class UserPlans:
+    """Plans of every user of one champion, as flat arrays indexed by the model's user index."""
+
+    model: ServingModel
+    catalog: Catalog
+    fingerprints: np.ndarray
+    planned: np.ndarray
+    candidates: np.ndarray
+    scores: np.ndarray
+    liked_ptr: np.ndarray
+    liked_ids: list[str]
+    liked_weights: np.ndarray
+    novel: _NovelRanks | None
+    build_seconds: float
+    _changed: list[tuple[Catalog, frozenset[str]]] = field(default_factory=list, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.candidates.shape[1])
+
+    def get(self, uidx: int, history: History, catalog: Catalog) -> Plan | None:
+        """The plan of model user `uidx` when it still holds for `history` and `catalog`, else None."""
+        if uidx < 0 or not self.planned[uidx] or int(self.fingerprints[uidx]) != history.fingerprint:
+            return None
+        if catalog.duration_s is not self.catalog.duration_s:
+            changed = self._changed_items(catalog)
+            if changed and not changed.isdisjoint(history.item_ids):
+                return None
+        start, end = int(self.liked_ptr[uidx]), int(self.liked_ptr[uidx + 1])
+        return Plan(
+            self.candidates[uidx], self.scores[uidx], self.liked_ids[start:end],
+            self.liked_weights[start:end].tolist(), self.novel.of(uidx) if self.novel is not None else None,
+        )
+
+    def _changed_items(self, catalog: Catalog) -> frozenset[str]:
+        """Items whose duration (which decides a watch event's polarity) differs from the planned one's."""
+        if self._changed and self._changed[0][0] is catalog:
+            return self._changed[0][1]
+        planned = self.catalog
+        pos = planned.positions(catalog.ids)
+        before = np.where(pos >= 0, planned.duration_s[np.maximum(pos, 0)], np.nan) if len(pos) else np.empty(0)
+        after = catalog.duration_s
+        differs = ~((before == after) | (np.isnan(before) & np.isnan(after)))
+        gone = catalog.positions(planned.ids) < 0
+        gone &= ~np.isnan(planned.duration_s)
+        changed = frozenset(str(i) for i in [*catalog.ids[differs].tolist(), *planned.ids[gone].tolist()])
+        self._changed[:] = [(catalog, changed)]
+        return changed
+
+
+@dataclass(frozen=True)
+class _NovelRanks:
+    """Per user, the novel rows closest to the content profile (-1 padded) and whether that is all of them."""
+
+    novel: NovelItems
+    rows: np.ndarray
+    sims: np.ndarray
+    counts: np.ndarray
+    complete: np.ndarray
+
+    def of(self, uidx: int) -> Ranked:
+        n = int(self.counts[uidx])
+        return Ranked(self.novel, self.rows[uidx, :n], self.sims[uidx, :n], bool(self.complete[uidx]))
+
+
+def _novel_ranks(
+    model: ServingModel, new_items: NewItems, liked: list[tuple[list[str], list[float]]], depth: int
+) -> _NovelRanks | None:
+    """`NewItems.rank` of every user's content profile, in batch (None without content or novel items)."""
+    content = new_items.content
+    if content is None:
+        return None
+    novel = new_items.novel_for(model, model.item_pos, content)
+    if not novel.ids:
+        return None
+    n_users = len(liked)
+    profiles, has = content.profiles(liked)
+    depth = min(depth, len(novel.ids))
+    out_rows = np.full((n_users, depth), -1, dtype=np.int32)
+    out_sims = np.zeros((n_users, depth), dtype=np.float32)
+    complete = np.ones(n_users, dtype=bool)
+    for start in range(0, n_users, _CHUNK):
+        sims = profiles[start : start + _CHUNK] @ novel.vectors.T
+        sims[~has[start : start + _CHUNK]] = -np.inf
+        top = np.argpartition(-sims, depth - 1, axis=1)[:, :depth] if sims.shape[1] > depth else (
+            np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        )
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        top, top_sims = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sims, order, axis=1)
+        close = top_sims >= MIN_SIMILARITY
+        out_rows[start : start + _CHUNK] = np.where(close, top, -1)
+        out_sims[start : start + _CHUNK] = np.where(close, top_sims, 0.0)
+        complete[start : start + _CHUNK] = (sims >= MIN_SIMILARITY).sum(axis=1) <= depth
+    return _NovelRanks(novel, out_rows, out_sims, (out_rows >= 0).sum(axis=1).astype(np.int32), complete)
+
+
+def build_plans(
+    model: ServingModel, reader: HistoryReader, catalog: Catalog, cfg: FeedbackConfig, size: int,
+    unavailable_share: float, new_items: NewItems | None = None,
+) -> UserPlans | None:
+    """Plans for every user of `model` (None when it has no index or user vectors)."""
+    if model.index is None or model.user_vectors is None or model.unit_items is None or size <= 0:
+        return None
+    started = time.perf_counter()
+    n_users, n_items = len(model.user_vectors), len(model.item_ids)
+    empty = History()
+    fingerprints = np.full(n_users, empty.fingerprint, dtype=np.int64)
+    queries = model.user_vectors.copy()
+    liked: list[tuple[list[str], list[float]]] = [([], [])] * n_users
+    history_rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
+    canonical: dict[str, str] = {}
+    for user_id, rows in reader.scan():
+        uidx = model.user_pos.get(user_id, -1)
+        if uidx < 0:
+            continue
+        history = History.of(rows)
+        fingerprints[uidx] = history.fingerprint
+        taste = signals(history, catalog, cfg)
+        usable = [(model.item_pos[s.item_id], s.weight) for s in taste if s.item_id in model.item_pos]
+        query = adjust_query(
+            model.user_vectors[uidx], model.unit_items, [i for i, _ in usable], [w for _, w in usable], cfg
+        )
+        assert query is not None  # a known user always has a query
+        queries[uidx] = query
+        liked_ids, weights = liked_items(taste, history)
+        liked[uidx] = ([canonical.setdefault(i, i) for i in liked_ids], weights)
+        history_rows[uidx] = model.item_positions(dict.fromkeys(history.item_ids))
+    blocked = _blocked(model, history_rows, n_items)
+    n_blocked = blocked.counts
+    share = min(unavailable_share, 0.9)
+    # As many as the live path asks the index for, so that the plan's ranking is the one a request gets.
+    want = ((size + n_blocked) / (1.0 - share)).astype(np.int64) + 10
+    planned = want <= n_items // 4
+    candidates = np.full((n_users, size), -1, dtype=np.int32)
+    scores = np.full((n_users, size), -np.inf, dtype=np.float32)
+    users = np.flatnonzero(planned)
+    users = users[np.argsort(want[users], kind="stable")]
+    chunks = [users[start : start + _CHUNK] for start in range(0, len(users), _CHUNK)]
+    index = model.index
+
+    def search(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return index.search_many(queries[chunk], int(want[chunk].max()))
+
+    # Faiss releases the GIL: chunks are searched on every core (one OpenMP thread each, as the server runs).
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="recstack-plans") as pool:
+        for chunk, (found, found_scores) in zip(chunks, pool.map(search, chunks), strict=True):
+            keep = (found >= 0) & ~blocked.contains(chunk, found)
+            # The first `size` kept per row, in rank order.
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :size]
+            kept = np.take_along_axis(keep, order, axis=1)
+            width = order.shape[1]
+            candidates[chunk, :width] = np.where(kept, np.take_along_axis(found, order, axis=1), -1)
+            scores[chunk, :width] = np.where(kept, np.take_along_axis(found_scores, order, axis=1), -np.inf)
+    counts = np.array([len(ids) for ids, _ in liked], dtype=np.int64)
+    plans = UserPlans(
+        model=model,
+        catalog=catalog,
+        fingerprints=fingerprints,
+        planned=planned,
+        candidates=candidates,
+        scores=scores,
+        liked_ptr=np.concatenate([[0], np.cumsum(counts)]),
+        liked_ids=[i for ids, _ in liked for i in ids],
+        liked_weights=np.array([w for _, weights in liked for w in weights], dtype=np.float32),
+        novel=_novel_ranks(model, new_items, liked, NOVEL_DEPTH) if new_items is not None else None,
+        build_seconds=time.perf_counter() - started,
+    )
+    logger.info("user plans: %d of %d users, %d candidates each, in %.1f s", int(planned.sum()), n_users, size,
+                plans.build_seconds)
+    return plans
+
+
+def _blocked(model: ServingModel, history_rows: list[np.ndarray], n_items: int) -> _Rows:
+    """Per user, the model item indices never to return: seen in training or in the stored history."""
+    seen = model.seen
+    rows = history_rows
+    if seen is not None:
+        rows = [np.concatenate([seen.indices[seen.indptr[u] : seen.indptr[u + 1]], row]) for u, row in enumerate(rows)]
+    return _Rows.of(rows, n_items)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Deduplicated int rows as one sorted array of keys `row * width + value` (membership by bisection)."""
+
+    counts: np.ndarray
+    keys: np.ndarray
+    width: int
+
+    @classmethod
+    def of(cls, rows: list[np.ndarray], width: int) -> _Rows:
+        uniq = [np.unique(r) for r in rows]
+        counts = np.array([len(r) for r in uniq], dtype=np.int64)
+        values = np.concatenate(uniq).astype(np.int64) if uniq else np.empty(0, dtype=np.int64)
+        owners = np.repeat(np.arange(len(uniq), dtype=np.int64), counts)
+        return cls(counts, owners * width + values, width)
+
+    def contains(self, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """(len(rows), m) bools: whether values[i, j] is in row rows[i] (negative values never are)."""
+        if not len(self.keys):
+            return np.zeros(values.shape, dtype=bool)
+        wanted = rows[:, None].astype(np.int64) * self.width + values
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return (self.keys[at] == wanted) & (values >= 0)
