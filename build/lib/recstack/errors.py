@@ -76,3 +76,9 @@ class ApiError(RecstackError):
         super().__init__(message)
         self.url = url
         self.status = status
+
+
+class BackupError(RecstackError):
+    """A backup archive that is not one, fails its checksums, or a dump or restore tool that failed."""
+
+    exit_code = 6

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from recstack import __version__
 from recstack.cli import (
+    backup,
     datasets,
     demo,
     evaluate,
@@ -76,6 +77,7 @@ evaluate.register(app)
 recommend.register(app)
 serve.register(app)
 stream.register(app)
+backup.register(app)
 
 
 def main() -> None:
