@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT, unavailable
-
 from recstack.config import Settings
 
 DEPLOY = ROOT / "deploy"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 
 import yaml
-from integration.deploy_support import DEPLOY, setting_names, tool
 
 from conftest import ROOT
+from integration.deploy_support import DEPLOY, setting_names, tool
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -16,11 +16,13 @@ from conftest import unavailable
 from integration.deploy_support import DEPLOY, tool
 
 MODULE = DEPLOY / "terraform"
-_PLUGIN_DIRS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "~/.terraform.d/plugins", "~/.local/share/terraform/plugins")
+_PLUGIN_DIRS = (
+    "/opt/tf-plugins", "/usr/share/terraform/plugins", "~/.terraform.d/plugins", "~/.local/share/terraform/plugins",
+)
 
 
 def _plugin_dir() -> Path:
-    """A plugin directory holding registry.terraform.io/hashicorp/aws (RECSTACK_TF_PLUGIN_DIR, else the usual places)."""
+    """A plugin directory holding registry.terraform.io/hashicorp/aws: RECSTACK_TF_PLUGIN_DIR, else the usual places."""
     for candidate in [os.environ.get("RECSTACK_TF_PLUGIN_DIR", ""), *_PLUGIN_DIRS]:
         path = Path(candidate).expanduser() if candidate else None
         if path is not None and (path / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
