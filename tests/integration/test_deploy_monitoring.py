@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import yaml
 from prometheus_client import start_http_server
 
@@ -21,6 +20,8 @@ from integration.serving_support import free_port, running
 from recstack.config import Settings
 from recstack.jobs.loop import Decision, LoopConfig
 from recstack.jobs.loop_metrics import LoopMetrics
+from recstack.registry import Registry
+from recstack.storage import open_store
 
 PROMETHEUS = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
@@ -93,16 +94,11 @@ def test_prometheus_scrapes_a_running_api_and_the_loop(tmp_path: Path) -> None:
     loop_port = free_port()
     exporter, _thread = start_http_server(loop_port, addr="127.0.0.1", registry=loop.registry)
 
-    class NoChampion:
-        def champion(self) -> None:
-            return None
-
-    class NoFeedback:
-        def feedback_rates(self, *args: Any) -> pd.DataFrame:
-            return pd.DataFrame(columns=["model_version", "impressions", "positives", "rate"])
-
+    store = open_store(settings.store_url)
+    store.migrate()
     decisions = [Decision("retrain", "not_triggered", "0 new events", None)]
-    loop.observe(decisions, 0.1, NoChampion(), NoFeedback(), LoopConfig(), int(time.time() * 1000))  # type: ignore[arg-type]
+    loop.observe(decisions, 0.1, Registry.from_settings(settings), store, LoopConfig(), int(time.time() * 1000))
+    store.close()
     from recstack.serving.app import create_app
 
     with running(create_app(settings)) as api:
@@ -132,8 +128,9 @@ def test_prometheus_scrapes_a_running_api_and_the_loop(tmp_path: Path) -> None:
             while time.monotonic() < deadline:
                 assert prometheus.poll() is None, (tmp_path / "prometheus.log").read_text()[-3000:]
                 try:
+                    # 503 until the TSDB is open, then empty results until the first scrapes land.
                     found = {expr: _query(base, expr) for expr in wanted}
-                except httpx.HTTPError:
+                except (httpx.HTTPError, ValueError):
                     found = {}
                 if found and all(found.values()):
                     break
