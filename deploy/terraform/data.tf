@@ -8,7 +8,7 @@ resource "aws_security_group" "data" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "data" {
-  for_each = { postgresql = [5432, 5432], redis = [6379, 6379], kafka_tls = [9094, 9094], kafka_iam = [9098, 9098] }
+  for_each = { postgresql = [5432, 5432], redis = [6379, 6379], kafka_scram = [9096, 9096] }
 
   security_group_id            = aws_security_group.data.id
   description                  = "${each.key} from the EKS cluster"
@@ -173,10 +173,12 @@ resource "aws_msk_cluster" "this" {
     }
   }
 
+  # SASL/SCRAM over TLS: what librdkafka (recstack's Kafka client) speaks with a username and password
+  # (kafka://…?security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512&sasl.username=…&sasl.password=…).
   client_authentication {
     unauthenticated = false
     sasl {
-      iam = true
+      scram = true
     }
   }
 
@@ -203,4 +205,23 @@ resource "aws_msk_cluster" "this" {
   }
 
   tags = local.tags
+}
+
+# The SCRAM credentials live in Secrets Manager under the AmazonMSK_ prefix, encrypted with the same key.
+resource "aws_secretsmanager_secret" "kafka" {
+  #checkov:skip=CKV2_AWS_57:MSK SCRAM secrets are rotated by changing kafka_password; MSK has no rotation Lambda
+  name       = "AmazonMSK_${var.name}"
+  kms_key_id = aws_kms_key.this.arn
+  tags       = local.tags
+}
+
+resource "aws_secretsmanager_secret_version" "kafka" {
+  secret_id     = aws_secretsmanager_secret.kafka.id
+  secret_string = jsonencode({ username = "recstack", password = var.kafka_password })
+}
+
+resource "aws_msk_scram_secret_association" "this" {
+  cluster_arn     = aws_msk_cluster.this.arn
+  secret_arn_list = [aws_secretsmanager_secret.kafka.arn]
+  depends_on      = [aws_secretsmanager_secret_version.kafka]
 }

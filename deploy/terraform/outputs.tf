@@ -24,8 +24,8 @@ output "redis_url" {
 }
 
 output "kafka_bootstrap_brokers" {
-  description = "RECSTACK_BUS_URL host list (SASL/IAM over TLS)."
-  value       = aws_msk_cluster.this.bootstrap_brokers_sasl_iam
+  description = "RECSTACK_BUS_URL host list (SASL/SCRAM over TLS, user recstack)."
+  value       = aws_msk_cluster.this.bootstrap_brokers_sasl_scram
 }
 
 output "data_bucket" {

@@ -110,3 +110,13 @@ variable "redis_auth_token" {
     error_message = "redis_auth_token must be 16 to 128 characters."
   }
 }
+
+variable "kafka_password" {
+  description = "SCRAM password of the Kafka user `recstack` (at least 16 characters); keep it in your secret store."
+  type        = string
+  sensitive   = true
+  validation {
+    condition     = length(var.kafka_password) >= 16
+    error_message = "kafka_password must be at least 16 characters."
+  }
+}

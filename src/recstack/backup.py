@@ -7,7 +7,7 @@ and SHA-256, so `restore` refuses a truncated or altered archive before it touch
   PostgreSQL through `pg_dump --format=custom` of the store's schema, restored with `pg_restore --clean`.
 - `lake/`: every file under the lake root (a directory or any fsspec URL).
 - `mlflow/`: the tracking store the same way as the store (SQLite or PostgreSQL); a tracking *server*
-  (http://…) keeps its own database, which is backed up where it runs.
+  (http://…) keeps its own database and artefacts, which are backed up where it runs (the manifest says so).
 - `artifacts/`: every file under the MLflow artefact root (the models themselves).
 
 Restoring replaces each component's contents with the archive's. Paths inside the MLflow store are
@@ -202,13 +202,12 @@ def _restore_tree(root: str, folder: Path) -> None:
             shutil.copyfileobj(src, dst, _CHUNK)
 
 
-def _tracking_url(uri: str) -> str:
-    if uri.startswith(("sqlite", "postgresql", "postgres")):
-        return uri
-    raise ConfigurationError(
-        f"cannot back up the MLflow store at {uri!r}: back up a tracking server's own database where it runs, "
-        "or use a sqlite:/// or postgresql:// tracking URI"
-    )
+def _direct_store(uri: str) -> bool:
+    """Whether recstack reaches the MLflow store itself (a database URL), not through a tracking server."""
+    return uri.startswith(("sqlite", "postgresql", "postgres"))
+
+
+_SERVER_NOTE: Final = "a tracking server keeps its own database and artefacts: back them up where it runs"
 
 
 # ---- the archive ------------------------------------------------------------------------------------
@@ -235,11 +234,15 @@ def backup(targets: BackupTargets, dest: Path, progress: Progress | None = None)
         components["store"] = _dump_database(targets.store_url, staging / "store")
         step("lakehouse…")
         components["lake"] = _copy_tree(targets.lake_root, staging / "lake")
-        step("MLflow store…")
-        components["mlflow"] = _dump_database(_tracking_url(targets.tracking_uri), staging / "mlflow")
-        if targets.artifact_root:
-            step("MLflow artefacts…")
-            components["artifacts"] = _copy_tree(targets.artifact_root, staging / "artifacts")
+        if _direct_store(targets.tracking_uri):
+            step("MLflow store…")
+            components["mlflow"] = _dump_database(targets.tracking_uri, staging / "mlflow")
+            if targets.artifact_root:
+                step("MLflow artefacts…")
+                components["artifacts"] = _copy_tree(targets.artifact_root, staging / "artifacts")
+        else:
+            logger.warning("MLflow at %s not in the backup: %s", targets.tracking_uri, _SERVER_NOTE)
+            components["mlflow"] = {"kind": "server", "uri": targets.tracking_uri, "note": _SERVER_NOTE}
         step("checksums…")
         files = {p.relative_to(staging).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
                  for p in sorted(staging.rglob("*")) if p.is_file()}
@@ -310,8 +313,14 @@ def restore(src: Path, targets: BackupTargets, progress: Progress | None = None)
         _restore_database(targets.store_url, staging / "store", parts["store"], "store")
         step("lakehouse…")
         _restore_tree(targets.lake_root, staging / "lake")
-        step("MLflow store…")
-        _restore_database(_tracking_url(targets.tracking_uri), staging / "mlflow", parts["mlflow"], "MLflow store")
+        if parts["mlflow"]["kind"] == "server":
+            logger.warning("the archive holds no MLflow store (%s)", parts["mlflow"].get("note"))
+        else:
+            if not _direct_store(targets.tracking_uri):
+                raise BackupError(f"the archive holds an MLflow store but the target {targets.tracking_uri} is a "
+                                  "tracking server; restore with a sqlite:/// or postgresql:// tracking URI")
+            step("MLflow store…")
+            _restore_database(targets.tracking_uri, staging / "mlflow", parts["mlflow"], "MLflow store")
         if "artifacts" in parts:
             if not targets.artifact_root:
                 raise BackupError("the archive has MLflow artefacts but the target has no artefact root")

@@ -155,3 +155,21 @@ def test_cli_round_trip_and_a_damaged_archive_is_refused(tmp_path: Path, monkeyp
         pass
     with pytest.raises(BackupError, match=r"no manifest|not a readable"):
         read_manifest(not_a_backup)
+
+
+def test_a_tracking_server_is_named_in_the_manifest_not_copied(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'recstack.db'}"
+    store = open_store(store_url)
+    store.migrate()
+    store.close()
+    targets = BackupTargets(store_url, str(tmp_path / "lake"), "http://mlflow.invalid:5000", None)
+    manifest = backup(targets, tmp_path / "b.tar.gz")
+    assert manifest.components["mlflow"]["kind"] == "server" and "artifacts" not in manifest.components
+    assert all(not name.startswith("mlflow/") for name in manifest.files)
+    Path(store_url.split(":///", 1)[1]).unlink()
+    restore(tmp_path / "b.tar.gz", targets)
+    restored = open_store(store_url)
+    assert restored.counts()["interactions"] == 0
+    restored.close()
+    with pytest.raises(BackupError, match="is SQLite but the target"):
+        restore(tmp_path / "b.tar.gz", BackupTargets("postgresql://u@h/db", str(tmp_path / "lake"), "x", None))

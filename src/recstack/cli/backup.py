@@ -31,6 +31,9 @@ def backup(
     size = sum(int(f["bytes"]) for f in manifest.files.values())
     parts = ", ".join(f"{name} ({part['kind']})" for name, part in manifest.components.items())
     console.print(f"[green]backed up[/] {parts}: {len(manifest.files):,} files, {size:,} bytes → {dest}")
+    mlflow = manifest.components["mlflow"]
+    if mlflow["kind"] == "server":
+        err_console.print(f"[yellow]MLflow at {mlflow['uri']} is not in the archive: {mlflow['note']}[/]")
 
 
 def restore(
