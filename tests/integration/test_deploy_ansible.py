@@ -9,6 +9,7 @@ import configparser
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +86,11 @@ def test_playbook_installs_recstack_and_the_api_answers(tmp_path: Path) -> None:
     assert "failed=0" in played.stdout
 
     units = {name: _unit(tmp_path / "systemd" / f"recstack-{name}.service") for name in ("api", "stream", "loop")}
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:  # systemd's own parser, where it is installed (it needs no running systemd)
+        paths = [str(tmp_path / "systemd" / f"recstack-{name}.service") for name in units]
+        verified = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True, check=False)
+        assert verified.returncode == 0 and "recstack-" not in verified.stderr, verified.stderr
     assert units["stream"]["ExecStart"].endswith("stream --metrics-port 9100")
     assert units["loop"]["ExecStart"].endswith("loop --metrics-port 9101")
     config = (prefix / "etc" / "recstack.yaml").read_text()
