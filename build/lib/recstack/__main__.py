@@ -1,3 +1,0 @@
-from recstack.cli.main import main
-
-main()

@@ -1,1 +1,0 @@
-"""The command line: the only place that reads settings from the environment and prints."""
