@@ -128,6 +128,7 @@ def tune(
     progress: ProgressCallback | None = None,
     fixed: Mapping[str, Any] | None = None,
     folds: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TuningResult:
     """Search `model_cls`'s hyperparameters to maximise `metric`@`k` on a validation split of `train`.
 
@@ -139,7 +140,7 @@ def tune(
     first trial is the model's own defaults (where its instances expose `params`).
     `fixed` keywords (a weighting chosen earlier, say) go to every trial's constructor and are not searched.
     With `folds` > 1 a trial's score is its mean over that many validation splits (seeds 1, 2, …): slower,
-    but the winner is less often one split's luck.
+    but the winner is less often one split's luck. `clock` measures the budget (tests pass one they control).
 
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
     failed.
@@ -164,11 +165,11 @@ def tune(
 
     start = default_params(model_cls)
     study, budget = _search(
-        model_cls.search_space, objective, [start] if start else [], n_trials, timeout_s, seed, progress
+        model_cls.search_space, objective, [start] if start else [], n_trials, timeout_s, seed, progress, clock
     )
     if study is None:
         raise RecstackError(f"every tuning trial of {name} failed; see the log for the errors")
-    elapsed = time.perf_counter() - budget.started
+    elapsed = clock() - budget.started
     logger.info(
         "tuned %s: %d trials in %.1fs, best %s@%d=%.4f with %s",
         name,
@@ -205,7 +206,7 @@ def tune_objective(
     For searches whose score is not one model's own metric (a member tuned for what it adds to a blend, say).
     Returns the best keywords and score, or None when every trial failed.
     """
-    study, _ = _search(space, objective, start, n_trials, timeout_s, seed, None)
+    study, _ = _search(space, objective, start, n_trials, timeout_s, seed, None, time.perf_counter)
     if study is None:
         return None
     return dict(study.best_trial.user_attrs["params"]), float(study.best_value)
@@ -219,10 +220,12 @@ def _search(
     timeout_s: float | None,
     seed: int,
     progress: ProgressCallback | None,
+    clock: Callable[[], float],
 ) -> tuple[Any, _Budget]:
     """The seeded TPE study both searches run: `start` points first, each trial's keywords (which a space
     may derive from what it samples) kept as the `params` user attribute; the study is None when every trial
-    failed."""
+    failed. The time budget is enforced by `_Budget` on `clock` (Optuna checks the same thing between trials,
+    but only on the wall clock)."""
     try:
         import optuna
     except ImportError as exc:
@@ -236,9 +239,8 @@ def _search(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for point in start:
         study.enqueue_trial(dict(point), skip_if_exists=True)
-    budget = _Budget(time.perf_counter(), timeout_s, n_trials, progress)
-    study.optimize(run, n_trials=n_trials, timeout=timeout_s, catch=TRIAL_ERRORS, callbacks=[budget],
-                   gc_after_trial=False)
+    budget = _Budget(clock, clock(), timeout_s, n_trials, progress)
+    study.optimize(run, n_trials=n_trials, catch=TRIAL_ERRORS, callbacks=[budget], gc_after_trial=False)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     return (study if completed else None), budget
 
@@ -257,8 +259,11 @@ def default_params(model_cls: Any) -> dict[str, Any]:
 
 @dataclass
 class _Budget:
-    """Optuna callback: reports progress and stops the study before a trial that would overrun the time."""
+    """Optuna callback: reports progress and stops the study before a trial that would overrun the time.
 
+    A trial's duration is the `clock` time since the previous trial ended (sampling included)."""
+
+    clock: Callable[[], float]
     started: float
     timeout_s: float | None
     n_trials: int | None
@@ -266,9 +271,9 @@ class _Budget:
     durations: list[float] = field(default_factory=list)
 
     def __call__(self, study: Any, trial: Any) -> None:
-        duration = trial.duration.total_seconds() if trial.duration is not None else 0.0
+        elapsed = self.clock() - self.started
+        duration = elapsed - sum(self.durations)
         self.durations.append(duration)
-        elapsed = time.perf_counter() - self.started
         value = float(trial.value) if trial.value is not None else None
         try:
             best: float | None = float(study.best_value)
@@ -289,7 +294,9 @@ class _Budget:
                     timeout_s=self.timeout_s,
                 )
             )
-        if self.timeout_s is not None and elapsed + float(np.mean(self.durations)) > self.timeout_s:
+        if self.timeout_s is not None and (
+            elapsed >= self.timeout_s or elapsed + float(np.mean(self.durations)) > self.timeout_s
+        ):
             logger.info(
                 "tuning stops after %d trials: the next would overrun %.1fs", trial.number + 1, self.timeout_s
             )

@@ -41,9 +41,18 @@ def display_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def _source_url(url: str) -> str:
+    """`postgresql://` → psycopg 3, and `mysql://` / `mariadb://` → PyMySQL (the `mysql` extra), the drivers
+    recstack installs; an explicit `dialect+driver://` is left alone."""
+    for scheme in ("mysql://", "mariadb://"):
+        if url.startswith(scheme):
+            return "mysql+pymysql://" + url[len(scheme) :]
+    return normalise_url(url)
+
+
 def _parse(url: str) -> URL:
     try:
-        parsed = sa.engine.make_url(normalise_url(url))
+        parsed = sa.engine.make_url(_source_url(url))
     except sa.exc.ArgumentError as exc:
         raise ConfigurationError(
             f"not a SQLAlchemy URL: {url!r} (expected e.g. postgresql://user@host/db or sqlite:///path.db)"
@@ -59,7 +68,7 @@ def _parse(url: str) -> URL:
 
 def _engine(parsed: URL) -> Engine:
     connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+    if parsed.get_backend_name() in {"postgresql", "mysql"} and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
         return sa.create_engine(parsed, connect_args=connect_args, poolclass=sa.pool.NullPool)
@@ -68,6 +77,8 @@ def _engine(parsed: URL) -> Engine:
     except ImportError as exc:
         if parsed.get_backend_name() == "postgresql":
             raise MissingExtra("psycopg", "postgres") from exc
+        if parsed.get_driver_name() == "pymysql":
+            raise MissingExtra("pymysql", "mysql") from exc
         raise ConfigurationError(
             f"the database driver for {display_url(parsed)} is not installed ({exc.name or exc}); install it "
             "into recstack's environment"

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -50,13 +50,15 @@ class MemoryCache:
 
     Expired entries are dropped when read or when they reach the LRU end, so memory stays bounded by
     `max_entries` without a sweeper thread. Uses the monotonic clock, so wall-clock jumps do not expire
-    entries early. One instance per process: worker processes do not share it.
+    entries early; `clock` replaces it (tests drive expiry with a clock they control instead of sleeping).
+    One instance per process: worker processes do not share it.
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         if max_entries < 1:
             raise ConfigurationError(f"MemoryCache max_entries must be >= 1, got {max_entries}")
         self.max_entries = max_entries
+        self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -76,7 +78,7 @@ class MemoryCache:
             return len(self._entries)
 
     def get(self, key: str) -> bytes | None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -90,7 +92,7 @@ class MemoryCache:
 
     def set(self, key: str, value: bytes, ttl_s: float) -> None:
         _check_ttl(ttl_s)
-        expires = time.monotonic() + ttl_s
+        expires = self._clock() + ttl_s
         with self._lock:
             self._entries[key] = (expires, bytes(value))
             self._entries.move_to_end(key)
@@ -120,7 +122,8 @@ class RedisCache:
     Timeouts are short and retries off, so an unreachable server costs at most `timeout_s` per call. After a
     connection failure, calls during the next `retry_after_s` raise `BackendUnavailable` without touching the
     network (the server is known to be down; requests should not each pay the timeout); `ping` always tries
-    and closes that window when the server answers again.
+    and closes that window when the server answers again. `clock` (monotonic by default) times that window;
+    entry expiry is the server's own.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class RedisCache:
         timeout_s: float = 0.25,
         retry_after_s: float = 1.0,
         client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             import redis as redis_lib
@@ -140,6 +144,7 @@ class RedisCache:
         self.url = url
         self.prefix = prefix
         self.retry_after_s = retry_after_s
+        self._clock = clock
         self._errors: tuple[type[Exception], ...] = (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError)
         self._down_until = 0.0
         self._client: redis.Redis = client or redis_lib.Redis.from_url(
@@ -161,12 +166,12 @@ class RedisCache:
         return f"RedisCache({_redact(self.url)!r}, prefix={self.prefix!r})"
 
     def _call(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Any:
-        if time.monotonic() < self._down_until:
+        if self._clock() < self._down_until:
             raise BackendUnavailable(f"Redis cache at {_redact(self.url)} is unreachable (recent failure)")
         try:
             return operation(*args, **kwargs)
         except self._errors as exc:
-            self._down_until = time.monotonic() + self.retry_after_s
+            self._down_until = self._clock() + self.retry_after_s
             raise BackendUnavailable(f"Redis cache at {_redact(self.url)} is unreachable during {what}: {exc}") from exc
 
     def get(self, key: str) -> bytes | None:
@@ -195,7 +200,7 @@ class RedisCache:
         try:
             answered = bool(self._client.ping())
         except self._errors:
-            self._down_until = time.monotonic() + self.retry_after_s
+            self._down_until = self._clock() + self.retry_after_s
             return False
         self._down_until = 0.0
         return answered

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -12,6 +11,7 @@ import pytest
 
 from recstack.errors import ConfigurationError, RecstackError
 from recstack.evaluation.tuning import TrialProgress, tune, tune_objective, validation_split
+from recstack.testing.clock import ManualClock
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ class ShiftedPopularity:
 
     fitted_on: ClassVar[list[pd.DataFrame]] = []
     fit_seconds: ClassVar[float] = 0.0
+    clock: ClassVar[ManualClock] = ManualClock()
 
     def __init__(self, shift: int = 0) -> None:
         if shift == 7:
@@ -43,7 +44,7 @@ class ShiftedPopularity:
 
     def fit(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> ShiftedPopularity:
         type(self).fitted_on.append(interactions)
-        time.sleep(type(self).fit_seconds)
+        type(self).clock.advance(type(self).fit_seconds)
         self.ranking = interactions["item_id"].value_counts().index[self.shift :].tolist()
         self.seen = interactions.groupby("user_id")["item_id"].agg(set).to_dict()
         return self
@@ -61,6 +62,7 @@ class ShiftedPopularity:
 def reset_fake() -> None:
     ShiftedPopularity.fitted_on = []
     ShiftedPopularity.fit_seconds = 0.0
+    ShiftedPopularity.clock = ManualClock()
 
 
 def test_finds_the_best_parameter_and_reports_each_trial(train: pd.DataFrame) -> None:
@@ -134,19 +136,25 @@ def test_the_first_trial_is_the_models_defaults(train: pd.DataFrame) -> None:
 
 
 def test_time_budget_stops_the_search(train: pd.DataFrame) -> None:
-    ShiftedPopularity.fit_seconds = 0.2
-    started = time.perf_counter()
-    result = tune(ShiftedPopularity, train, n_trials=1000, timeout_s=1.0, k=5)
-    elapsed = time.perf_counter() - started
-    # each trial takes >= 0.2 s: at most 5 fit in 1 s, and the search declines one that would overrun
-    assert 1 <= len(result.trials) <= 5
-    assert elapsed < 1.0 + 0.5
-    assert result.elapsed_s <= elapsed
+    ShiftedPopularity.fit_seconds = 0.25
+    clock = ShiftedPopularity.clock
+    result = tune(ShiftedPopularity, train, n_trials=1000, timeout_s=1.0, k=5, clock=clock)
+    # each trial takes 0.25 s on the test's clock: after the 4th the budget is spent, so a 5th is declined
+    assert len(result.trials) == 4
+    assert result.elapsed_s == 1.0
+
+
+def test_a_trial_that_would_overrun_is_not_started(train: pd.DataFrame) -> None:
+    ShiftedPopularity.fit_seconds = 0.4
+    result = tune(ShiftedPopularity, train, n_trials=1000, timeout_s=1.0, k=5, clock=ShiftedPopularity.clock)
+    # 0.4 s then 0.8 s: a third 0.4 s trial would end at 1.2 s, past the budget
+    assert len(result.trials) == 2
+    assert result.elapsed_s == pytest.approx(0.8)
 
 
 def test_at_least_one_trial_runs_even_with_a_tiny_budget(train: pd.DataFrame) -> None:
     ShiftedPopularity.fit_seconds = 0.05
-    result = tune(ShiftedPopularity, train, n_trials=None, timeout_s=0.001, k=5)
+    result = tune(ShiftedPopularity, train, n_trials=None, timeout_s=0.001, k=5, clock=ShiftedPopularity.clock)
     assert len(result.trials) == 1
 
 

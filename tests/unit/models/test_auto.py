@@ -42,7 +42,10 @@ def test_respects_the_budget_and_reports_progress(platform: Platform) -> None:
     model = AutoRecommender(time_budget_s=8.0, max_trials=50, candidates=["ease", "item_knn"])
     model.progress = lambda stage, used: stages.append((stage, used))
     model.fit(platform.train)
-    assert model.fit_seconds_ is not None and model.fit_seconds_ < 8.0 * 1.5
+    # no wall-clock bound here (a loaded machine makes it a race); the budget rule is tested on a manual clock
+    # in tests/unit/evaluation/test_tuning.py
+    assert model.fit_seconds_ is not None and model.fit_seconds_ > 0
+    assert [used for _, used in stages] == sorted(used for _, used in stages)
     assert stages and stages[-1][0].startswith("done")
     assert set(model.report_["tuning"]) == {"ease", "item_knn"}
 
