@@ -46,9 +46,8 @@ PEERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("popularity", "popularity", {}, "raw"),
 ]
 SASREC_GRID: list[dict[str, Any]] = [
-    {"max_len": 50, "layers": 2},
-    {"max_len": 200, "layers": 2},
-    {"max_len": 200, "layers": 1, "dim": 128},
+    {"max_len": 50, "learning_rate": 3e-3},
+    {"max_len": 50, "learning_rate": 1e-2},
 ]
 
 
