@@ -32,7 +32,9 @@ logger = logging.getLogger(__name__)
 
 class SASRecConfig(RecommenderConfig):
     """Defaults: the best of `benchmarks/deep.py`'s grid on a validation split of the training part
-    (MovieLens-latest-small, each user's latest 25 % of training interactions). `dim` embedding width; `max_len` how many latest items the model reads; `layers`/`heads` of the
+    (MovieLens-latest-small, each user's latest 25 % of training interactions).
+
+    `dim` embedding width; `max_len` how many latest items the model reads; `layers`/`heads` of the
     encoder; `epochs` an upper bound, `patience` epochs without a better validation NDCG@10 before stopping,
     `time_budget_s` the wall-clock budget of the whole fit; `negatives` the sampled-softmax size (0: the
     whole catalogue); `threads` torch's threads (see `recstack.models._torch.seeded`)."""
