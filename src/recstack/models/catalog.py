@@ -30,6 +30,8 @@ MODELS: Final[dict[str, str]] = {
     "rp3beta": "recstack.models.rp3beta:RP3beta",
     "sequence_knn": "recstack.models.sequence_knn:SequenceKNN",
     "sequence_ease": "recstack.models.sequence_ease:SequenceEASE",
+    "sasrec": "recstack.models.sequential:SASRec",
+    "two_tower": "recstack.models.two_tower:TwoTower",
     "ensemble": "recstack.models.ensemble:Ensemble",
     "auto": "recstack.models.auto:AutoRecommender",
 }

@@ -1,0 +1,85 @@
+"""SASRec meets the Recommender contract, learns order, is deterministic, and needs `recstack[deep]` to fit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recstack.errors import MissingExtra
+from recstack.models.base import Recommender
+from recstack.models.sequential import SASRec
+from recstack.testing.recommender import Platform, RecommenderContract
+
+from .deep import require_torch
+
+FAST: dict[str, Any] = {"dim": 32, "max_len": 30, "layers": 1, "learning_rate": 5e-3, "epochs": 30, "time_budget_s": 30}
+
+
+@pytest.fixture(autouse=True)
+def _torch_present() -> None:
+    require_torch()
+
+
+class TestSASRec(RecommenderContract):
+    model_class = SASRec
+    params = FAST
+    ndcg_floor = 0.08
+    # The platform's timestamps are drawn at random within a month and its test split is random, so it holds
+    # no order to learn; `test_it_predicts_the_next_item_of_a_sequence` is where this model proves itself.
+    beats_popularity = False
+
+
+def _cycles(n_users: int = 200, n_items: int = 40, length: int = 12) -> pd.DataFrame:
+    """Every user walks part of one fixed cycle of items from a random start: the next item is the one after."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for u in range(n_users):
+        start = int(rng.integers(n_items))
+        for step in range(length):
+            rows.append((f"u{u}", f"i{(start + step) % n_items}", 1_000 * step))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+
+
+def test_it_predicts_the_next_item_of_a_sequence() -> None:
+    frame = _cycles()
+    model = SASRec(**FAST).fit(frame)
+    recs = model.recommend(frame["user_id"].unique(), k=1)
+    last = frame.groupby("user_id")["item_id"].last()
+    expected = {u: f"i{(int(last[u][1:]) + 1) % 40}" for u in last.index}
+    hits = np.mean([expected[u] == i for u, i in zip(recs["user_id"], recs["item_id"], strict=True)])
+    assert hits > 0.8, hits
+    assert model.epochs_ >= 1 and model.validation_ndcg_ > 0.5
+
+
+def test_same_seed_same_model(platform: Platform) -> None:
+    params = {**FAST, "epochs": 2}
+    first = SASRec(**params).fit(platform.train)
+    second = SASRec(**params).fit(platform.train)
+    np.testing.assert_array_equal(first.score(np.arange(5)), second.score(np.arange(5)))
+
+
+def test_progress_callback_sees_each_epoch(platform: Platform) -> None:
+    seen: list[tuple[int, int]] = []
+    model = SASRec(**{**FAST, "epochs": 3, "patience": 10})
+    model.progress = lambda epoch, total, metric: seen.append((epoch, total))
+    model.fit(platform.train)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_saved_weights_rebuild_the_network(platform: Platform, tmp_path: Any) -> None:
+    model = SASRec(**{**FAST, "epochs": 2}).fit(platform.train)
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert isinstance(loaded, SASRec)
+    assert not any(p.suffix == ".pkl" or p.suffix == ".pt" for p in (tmp_path / "m").iterdir())
+    for a, b in zip(model.network().parameters(), loaded.network().parameters(), strict=True):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_without_torch_fit_names_the_extra(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(MissingExtra, match=r"recstack\[deep\]"):
+        SASRec(**FAST).fit(platform.train)
