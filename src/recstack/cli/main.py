@@ -21,6 +21,7 @@ from recstack.cli import (
     quarantine,
     recommend,
     serve,
+    spark,
     store,
     stream,
     train,
@@ -76,6 +77,7 @@ evaluate.register(app)
 recommend.register(app)
 serve.register(app)
 stream.register(app)
+app.add_typer(spark.app, name="spark")
 
 
 def main() -> None:

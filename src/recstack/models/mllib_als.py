@@ -23,8 +23,9 @@ __all__ = ["MLlibALS", "MLlibALSConfig"]
 
 
 class MLlibALSConfig(RecommenderConfig):
-    """MLlib's ALS parameters: `regularization` is `regParam` (scaled per user and item by its number of
-    pairs, unlike `implicit`'s, so its default is smaller than `ALS`'s for the same fit); `blocks` partitions users and items (0: Spark's default parallelism)."""
+    """MLlib's ALS parameters. `regularization` is `regParam`, scaled per user and item by its number of
+    pairs (unlike `implicit`'s), so its default is smaller than `ALS`'s for a like fit; `blocks` is the
+    number of user and item blocks MLlib partitions the factors into."""
 
     factors: int = Field(default=32, ge=1)
     regularization: float = Field(default=0.01, ge=0.0)

@@ -389,8 +389,9 @@ class ValueProfile:
         events: frozenset[str] = frozenset()
         if "event_type" in interactions:
             events = frozenset(interactions["event_type"].dropna().astype(str).unique())
-        known = items is not None and "duration_s" in items
-        durations = bool(pd.to_numeric(items["duration_s"], errors="coerce").gt(0).any()) if known else False
+        durations = False
+        if items is not None and "duration_s" in items:
+            durations = bool(pd.to_numeric(items["duration_s"], errors="coerce").gt(0).any())
         values = _values(interactions) if "value" in interactions else np.array([], dtype=np.float64)
         values = values[np.isfinite(values)]
         if values.size == 0:

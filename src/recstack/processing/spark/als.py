@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recstack.processing.matrix import Vocabulary
+from recstack.processing.spark.session import pandas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def _factors(frame: DataFrame, n: int, rank: int) -> np.ndarray:
     """MLlib's (id, features) rows as a dense n × rank matrix; ids it never saw keep zero vectors."""
-    rows = frame.toPandas()
+    rows = pandas(frame)
     out = np.zeros((n, rank), dtype=np.float32)
     if len(rows):
         out[rows["id"].to_numpy(dtype=np.int64)] = np.stack(rows["features"].to_numpy()).astype(np.float32)
@@ -57,7 +58,7 @@ def train_factors(
 
 
 def _vocabulary(frame: DataFrame, column: str) -> Vocabulary:
-    ids = frame.select(column).distinct().toPandas()[column].to_numpy(dtype=object)
+    ids = pandas(frame.select(column).distinct())[column].to_numpy(dtype=object)
     return Vocabulary(np.sort(ids.astype(str)))
 
 
@@ -84,7 +85,7 @@ def fit_spark(spark: SparkSession, pairs: DataFrame, config: MLlibALSConfig | No
     indexed = indexed.select("user_idx", "item_idx", "weight").cache()
     positive = indexed.where("weight > 0")
     user_factors, item_factors = train_factors(positive, len(users), len(items), model.config)
-    seen = indexed.select("user_idx", "item_idx").toPandas()
+    seen = pandas(indexed.select("user_idx", "item_idx"))
     indexed.unpersist()
     matrix = sp.csr_matrix(
         (np.ones(len(seen), dtype=bool), (seen["user_idx"].to_numpy(), seen["item_idx"].to_numpy())),

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from recstack.processing.etl import (
     weigh_chunk,
     write_manifest,
 )
+from recstack.processing.spark.session import pandas
 from recstack.processing.weighting import (
     ValueProfile,
     WeightingConfig,
@@ -42,7 +43,7 @@ from recstack.schema import INTERACTION_COLUMNS, ValidationRules
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["VALIDATED_SCHEMA", "EVENTS_SCHEMA", "run_etl", "run_features", "value_profile", "weighting_context"]
+__all__ = ["EVENTS_SCHEMA", "VALIDATED_SCHEMA", "run_etl", "run_features", "value_profile", "weighting_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +144,12 @@ def weighting_context(
         ids = found.index.to_numpy(dtype=object)
         return _plain(pd.DataFrame({"item_id": ids, "seconds": found.to_numpy(dtype=np.float64)}))
 
-    estimated = unknown.groupBy("item_id").applyInPandas(estimate, "item_id string, seconds double").toPandas()
+    estimated = pandas(unknown.groupBy("item_id").applyInPandas(estimate, "item_id string, seconds double"))
     durations = merge_durations(known, pd.Series(estimated["seconds"].to_numpy(), index=estimated["item_id"]))
     covered = spark.createDataFrame(pd.DataFrame({"item_id": durations.index.astype(str)}), "item_id string")
     fallback = None
     if sample.join(F.broadcast(covered), "item_id", "left_anti").limit(1).count():
-        seconds = sample.select("value").toPandas()["value"].to_numpy(dtype=np.float64)
+        seconds = pandas(sample.select("value"))["value"].to_numpy(dtype=np.float64)
         fallback = fallback_duration(seconds, config)
     return WeightingContext(now, top, durations, fallback)
 
@@ -184,7 +185,7 @@ def run_etl(
     now_ms = options.now_ms if options.now_ms is not None else int(time.time() * 1000)
     raw = interactions.select(*INTERACTION_COLUMNS)
     step("validating…")
-    checked = raw.mapInPandas(_validator(options.rules, now_ms, source), VALIDATED_SCHEMA)
+    checked = raw.mapInPandas(cast(Any, _validator(options.rules, now_ms, source)), VALIDATED_SCHEMA)
     checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     rejected = checked.where("reason IS NOT NULL").select("location", "reason", "record")
     rejected.write.mode("overwrite").parquet(str(out / "rejected"))
@@ -199,7 +200,7 @@ def run_etl(
         reference = int(totals["newest"]) if totals["n"] else now_ms
     step("weighing…")
     context = weighting_context(unique, config, items, reference)
-    events = _nan_to_null(unique.mapInPandas(_weigher(config, context), EVENTS_SCHEMA))
+    events = _nan_to_null(unique.mapInPandas(cast(Any, _weigher(config, context)), EVENTS_SCHEMA))
     events = events.persist(StorageLevel.MEMORY_AND_DISK)
     events.write.mode("overwrite").partitionBy("date").parquet(str(out / "events"))
     events.createOrReplaceTempView("events")

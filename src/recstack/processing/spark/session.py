@@ -13,14 +13,16 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
+
+import pandas as pd
 
 from recstack.errors import ConfigurationError, MissingExtra
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["JDBC_PACKAGE", "find_jdbc_jar", "require_pyspark", "spark_session"]
+__all__ = ["JDBC_PACKAGE", "find_jdbc_jar", "pandas", "require_pyspark", "spark_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +100,8 @@ def spark_session(
     session.sparkContext.setLogLevel("ERROR")
     logger.info("Spark %s on %s", session.version, master)
     return session
+
+
+def pandas(frame: DataFrame) -> pd.DataFrame:
+    """A (small) Spark frame collected to the driver as pandas."""
+    return cast(pd.DataFrame, frame.toPandas())
