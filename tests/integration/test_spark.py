@@ -68,7 +68,9 @@ def movielens_lake(movielens_100k: Path, tmp_path_factory: pytest.TempPathFactor
     return lake
 
 
-def test_spark_etl_and_features_equal_the_embedded_on_movielens(spark: Any, movielens_lake: Lake, tmp_path: Path) -> None:
+def test_spark_etl_and_features_equal_the_embedded_on_movielens(
+    spark: Any, movielens_lake: Lake, tmp_path: Path
+) -> None:
     items = movielens_lake.read_items()
     embedded = etl.run_etl(movielens_lake.read_interactions(), items, tmp_path / "embedded", CLOCK, "snapshot")
     frame, _ = read_snapshot(spark, movielens_lake.root)
@@ -77,7 +79,8 @@ def test_spark_etl_and_features_equal_the_embedded_on_movielens(spark: Any, movi
     assert (distributed.read, distributed.rejected, distributed.duplicates, distributed.events, distributed.pairs) == (
         embedded.read, embedded.rejected, embedded.duplicates, embedded.events, embedded.pairs)
     assert distributed.weighting == embedded.weighting and distributed.reference_ms == embedded.reference_ms
-    assert_same(tmp_path / "embedded", tmp_path / "spark", ["events", "pairs", "daily_items", "daily_users", "trending"])
+    outputs = ["events", "pairs", "daily_items", "daily_users", "trending"]
+    assert_same(tmp_path / "embedded", tmp_path / "spark", outputs)
     etl.run_features(tmp_path / "embedded", items, tmp_path / "embedded-features")
     rows = spark_etl.run_features(spark, tmp_path / "spark", items, tmp_path / "spark-features")
     assert rows == {"user_features": 943, "item_features": 1682}
