@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -129,3 +130,27 @@ def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
     broker = _kafka_broker(tmp_path / "tansu.log")
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] SparkSession shared by every Spark test: starting one costs seconds, so it starts once."""
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        unavailable("pyspark", "pip install 'recstack[spark]'")
+    if shutil.which("java") is None:
+        unavailable("Java", "no java on PATH; Spark needs Java 17")
+    from recstack.errors import ConfigurationError
+    from recstack.processing.spark.session import find_jdbc_jar, spark_session
+
+    try:
+        jar = find_jdbc_jar()
+    except ConfigurationError as exc:
+        unavailable("the PostgreSQL JDBC driver", str(exc))
+    conf = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
+    session = spark_session("local[2]", conf, jdbc_jar=jar)
+    yield session
+    session.stop()

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         default=7 * 86_400.0, gt=0, description="Seconds after a promotion the online rule may roll it back."
     )
     log_impressions: bool = Field(default=True, description="Record every served answer's items for the loop.")
+    spark_master: str = Field(
+        default="local[*]", min_length=1, description="Spark master: local[N], spark://…, yarn or k8s://…"
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Extra Spark configuration (spark.* keys), e.g. executor memory."
+    )
+    spark_jdbc_jar: str = Field(
+        default="", description="PostgreSQL JDBC driver jar; default: the one in /usr/share/java."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -22,6 +22,7 @@ from recstack.cli import (
     quarantine,
     recommend,
     serve,
+    spark,
     store,
     stream,
     train,
@@ -78,6 +79,7 @@ recommend.register(app)
 serve.register(app)
 stream.register(app)
 backup.register(app)
+app.add_typer(spark.app, name="spark")
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ def train(
     ] = True,
     force: Annotated[bool, typer.Option("--force", help="Make it the champion even if it does not beat it.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 42,
+    engine: Annotated[
+        str, typer.Option(help="embedded (this process) or spark (the spark_master's executors, --model als).")
+    ] = "embedded",
 ) -> None:
     """Train on the latest snapshot, evaluate on a per-user 20% hold-out, register, and promote if better."""
     from recstack.jobs.training import default_model, read_snapshot, train_and_register
@@ -48,6 +51,10 @@ def train(
 
     cfg = settings(ctx)
     name = model or default_model()
+    if engine == "spark":
+        name = _spark_model(cfg, model)
+    elif engine != "embedded":
+        raise typer.BadParameter("choose embedded or spark", param_hint="--engine")
     params: dict[str, Any] = {}
     if time_budget is not None:
         if name != "auto":
@@ -76,6 +83,18 @@ def train(
         console.print(f"  {metric:<14} {_fmt(result.evaluation.metrics.get(metric))}")
     console.print(champion_message(registry.champion_metric, version.metrics, version.version, result.incumbent,
                                    promoted=result.promoted, asked=promote or force))
+
+
+def _spark_model(cfg: Settings, model: str | None) -> str:
+    """The Spark-trained class for `--model` (default als), with the settings' SparkSession started."""
+    from recstack.cli.spark import session
+    from recstack.processing.spark import SPARK_MODELS
+
+    chosen = model or "als"
+    if chosen not in SPARK_MODELS:
+        raise typer.BadParameter(f"--engine spark trains {', '.join(SPARK_MODELS)}", param_hint="--model")
+    session(cfg)
+    return SPARK_MODELS[chosen]
 
 
 def latest_snapshot(ctx: typer.Context, cfg: Settings) -> Snapshot:

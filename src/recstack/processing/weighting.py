@@ -15,6 +15,7 @@ events and a star rating on `rating` events in one stream. Rows without an event
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -25,15 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "RatingMode",
     "ValueKind",
+    "ValueProfile",
     "WeightingConfig",
+    "WeightingContext",
     "clip_negative",
     "infer",
+    "infer_from",
     "play_counts",
     "ratings",
     "row_weights",
     "variants",
     "video",
     "weigh",
+    "weighting_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,41 +160,115 @@ def _event_types(interactions: pd.DataFrame, config: WeightingConfig) -> np.ndar
     return events.where(events.notna(), config.default_event).astype(str).to_numpy(dtype=object)
 
 
-def _durations(
-    interactions: pd.DataFrame,
-    watched: np.ndarray,
-    values: np.ndarray,
-    items: pd.DataFrame | None,
-    config: WeightingConfig,
-) -> np.ndarray:
-    """Seconds per row's item: the catalogue's duration where known and positive, else an estimate."""
-    item_ids = interactions["item_id"].astype(str).to_numpy(dtype=object)
-    known = np.full(len(interactions), np.nan)
-    if items is not None and "duration_s" in items:
-        table = pd.to_numeric(items["duration_s"], errors="coerce")
-        table.index = items["item_id"].astype(str).to_numpy(dtype=object)
-        table = table[~table.index.duplicated()]
-        known = table.reindex(item_ids).to_numpy(dtype=np.float64, copy=True)
-        known[~(known > 0)] = np.nan
-    sample = pd.Series(values[watched & ~np.isnan(values)])
-    if sample.empty:
-        return known
-    by_item = pd.Series(sample.to_numpy(), index=item_ids[watched & ~np.isnan(values)])
+@dataclass(frozen=True)
+class WeightingContext:
+    """The data-wide quantities a row's strength depends on besides the row itself.
+
+    Fixing them first is what lets any slice of the rows (a Spark partition, a chunk) be weighed exactly as
+    the whole data set would be: `row_weights` of a slice with the whole set's context gives the whole
+    set's weights for those rows, bit for bit.
+
+    - `now_ms`: the decay's reference time (None when no decay applies).
+    - `rating_max`: the top of the rating scale for `scale` mode (None when unused).
+    - `durations`: seconds per item id for watch-time rows, known from the catalogue or estimated from the
+      item's watch times; `fallback_duration` for items it lacks (None when no watch-time row has a value,
+      or, from an engine that checked, when no row needs it).
+    """
+
+    now_ms: float | None = None
+    rating_max: float | None = None
+    durations: pd.Series | None = None
+    fallback_duration: float | None = None
+
+
+def value_kinds(interactions: pd.DataFrame, config: WeightingConfig) -> np.ndarray:
+    """How each row's `value` is read (a `ValueKind` per row, object array)."""
+    events = _event_types(interactions, config)
+    return pd.Series(config.value_kinds, dtype=object).reindex(events).fillna("none").to_numpy(dtype=object)
+
+
+def _values(interactions: pd.DataFrame) -> np.ndarray:
+    if "value" in interactions:
+        return pd.to_numeric(interactions["value"], errors="coerce").to_numpy(dtype=np.float64)
+    return np.full(len(interactions), np.nan)
+
+
+def known_durations(items: pd.DataFrame | None) -> pd.Series:
+    """Positive catalogue durations (seconds) by item id; the first row of a repeated id wins."""
+    if items is None or "duration_s" not in items:
+        return pd.Series(dtype=np.float64)
+    table = pd.to_numeric(items["duration_s"], errors="coerce").astype(np.float64)
+    table.index = pd.Index(items["item_id"].astype(str).to_numpy(dtype=object))
+    table = table[~table.index.duplicated()]
+    return table[table > 0]
+
+
+def estimated_durations(item_ids: np.ndarray, seconds: np.ndarray, config: WeightingConfig) -> pd.Series:
+    """The `duration_quantile` of each item's watch times, for items with at least
+    `min_watches_for_estimate` of them. Any set of whole items gives the same value per item."""
+    by_item = pd.Series(seconds, index=item_ids)
     grouped = by_item.groupby(level=0)
     enough = grouped.size() >= config.min_watches_for_estimate
-    estimate = grouped.quantile(config.duration_quantile).where(enough)
-    overall = float(sample.quantile(config.duration_quantile))
-    estimated = estimate.reindex(item_ids).fillna(overall).to_numpy(dtype=np.float64)
-    return np.where(np.isnan(known), np.maximum(estimated, 1e-9), known)
+    return grouped.quantile(config.duration_quantile)[enough]
 
 
-def _rating_factor(values: np.ndarray, config: WeightingConfig) -> np.ndarray:
+def fallback_duration(seconds: np.ndarray, config: WeightingConfig) -> float:
+    """The `duration_quantile` of all watch times: the estimate for an item with too few of its own."""
+    return max(float(pd.Series(seconds).quantile(config.duration_quantile)), 1e-9)
+
+
+def watch_sample(interactions: pd.DataFrame, config: WeightingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids and seconds of the watch-time rows that carry a value: what duration estimates read."""
+    values = _values(interactions)
+    rows = (value_kinds(interactions, config) == "watch_time") & ~np.isnan(values)
+    return interactions["item_id"].astype(str).to_numpy(dtype=object)[rows], values[rows]
+
+
+def merge_durations(known: pd.Series, estimated: pd.Series) -> pd.Series:
+    """Seconds per item: the catalogue's where known, else the estimate (floored above zero)."""
+    estimates = estimated[~estimated.index.isin(known.index)].clip(lower=1e-9)
+    return pd.concat([known, estimates]).astype(np.float64)
+
+
+def weighting_context(
+    interactions: pd.DataFrame,
+    config: WeightingConfig,
+    items: pd.DataFrame | None = None,
+    now_ms: int | None = None,
+) -> WeightingContext:
+    """The context of a whole data set held in one frame (the embedded engine's path)."""
+    values = _values(interactions)
+    kinds = value_kinds(interactions, config)
+    reference: float | None = None
+    if config.half_life_days is not None and "timestamp" in interactions:
+        stamps = pd.to_numeric(interactions["timestamp"], errors="coerce").to_numpy(dtype=np.float64)
+        reference = float(now_ms) if now_ms is not None else float(np.nanmax(stamps, initial=0.0))
+    top: float | None = None
+    if config.rating_mode == "scale":
+        rated = values[(kinds == "rating") & ~np.isnan(values)]
+        top = config.rating_max if config.rating_max is not None else float(np.nanmax(rated, initial=0.0))
+    durations, fallback = None, None
+    item_ids, seconds = watch_sample(interactions, config)
+    if seconds.size:
+        durations = merge_durations(known_durations(items), estimated_durations(item_ids, seconds, config))
+        fallback = fallback_duration(seconds, config)
+    return WeightingContext(reference, top, durations, fallback)
+
+
+def _durations(interactions: pd.DataFrame, rows: np.ndarray, context: WeightingContext) -> np.ndarray:
+    """Seconds of each selected row's item, from the context."""
+    assert context.durations is not None
+    fallback = context.fallback_duration if context.fallback_duration is not None else np.nan
+    item_ids = interactions["item_id"].astype(str).to_numpy(dtype=object)[rows]
+    return context.durations.reindex(item_ids).fillna(fallback).to_numpy(dtype=np.float64)
+
+
+def _rating_factor(values: np.ndarray, config: WeightingConfig, top: float | None) -> np.ndarray:
     if config.rating_mode == "binary":
         return np.ones_like(values)
     if config.rating_mode == "threshold":
         return np.where(values >= config.rating_threshold, 1.0, config.below_threshold_weight)
-    top = config.rating_max if config.rating_max is not None else float(np.nanmax(values, initial=0.0))
-    if top <= 0:
+    if top is None or top <= 0:
         return np.ones_like(values)
     scaled = np.clip(values / top, 0.0, None)
     return scaled if config.rating_exponent == 1.0 else scaled**config.rating_exponent
@@ -200,36 +279,36 @@ def row_weights(
     config: WeightingConfig,
     items: pd.DataFrame | None = None,
     now_ms: int | None = None,
+    context: WeightingContext | None = None,
 ) -> np.ndarray:
     """The strength of every row of `interactions` (float64, same order), before summing per pair.
 
     Needs `item_id`; reads `event_type`, `value` and `timestamp` (epoch ms) when present. `items` supplies
     `duration_s` for watch-time fractions. `now_ms` is the decay's reference time (default: newest row).
+    `context` (see `WeightingContext`) replaces what would otherwise be read from these rows as a whole,
+    so that a slice of a larger data set is weighed like that data set; `items` and `now_ms` are then unused.
     """
+    if context is None:
+        context = weighting_context(interactions, config, items, now_ms)
     n = len(interactions)
     events = _event_types(interactions, config)
     lookup = pd.Series(config.event_weights, dtype=np.float64)
     weights = lookup.reindex(events).fillna(config.unknown_event_weight).to_numpy(dtype=np.float64, copy=True)
-    if "value" in interactions:
-        values = pd.to_numeric(interactions["value"], errors="coerce").to_numpy(dtype=np.float64)
-    else:
-        values = np.full(n, np.nan)
+    values = _values(interactions)
     kinds = pd.Series(config.value_kinds, dtype=object).reindex(events).fillna("none").to_numpy(dtype=object)
     present = ~np.isnan(values)
     factor = np.ones(n)
 
     rated = present & (kinds == "rating")
     if rated.any():
-        factor[rated] = _rating_factor(values[rated], config)
+        factor[rated] = _rating_factor(values[rated], config, context.rating_max)
     counted = present & (kinds == "count")
     if counted.any():
         counts = np.maximum(values[counted], 0.0)
         factor[counted] = np.log1p(counts) if config.count_transform == "log" else counts
-    watched = kinds == "watch_time"
-    if (watched & present).any():
-        durations = _durations(interactions, watched, values, items, config)
-        rows = watched & present
-        fraction = np.clip(values[rows] / durations[rows], 0.0, 1.0)
+    rows = (kinds == "watch_time") & present
+    if rows.any():
+        fraction = np.clip(values[rows] / _durations(interactions, rows, context), 0.0, 1.0)
         factor[rows] = np.where(fraction >= config.full_watch_fraction, 1.0, fraction)
         if config.bounce_fraction is not None:
             bounced = np.zeros(n, dtype=bool)
@@ -239,9 +318,9 @@ def row_weights(
     strength = weights * factor
 
     if config.half_life_days is not None:
-        if "timestamp" in interactions:
+        if "timestamp" in interactions and context.now_ms is not None:
             stamps = pd.to_numeric(interactions["timestamp"], errors="coerce").to_numpy(dtype=np.float64)
-            reference = float(now_ms) if now_ms is not None else float(np.nanmax(stamps, initial=0.0))
+            reference = context.now_ms
             age_days = np.maximum(reference - np.nan_to_num(stamps, nan=reference), 0.0) / _MS_PER_DAY
             strength = strength * np.power(0.5, age_days / config.half_life_days)
         else:
@@ -282,12 +361,60 @@ def clip_negative(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
-def _looks_like_ratings(values: np.ndarray) -> bool:
+@dataclass(frozen=True)
+class ValueProfile:
+    """What `infer` looks at, summarised so any engine can compute it with a handful of aggregates.
+
+    - `events`: the distinct non-null event types; `n_values`: rows with a finite value.
+    - `min_value`, `max_value`; `half_grid`: every value within tolerance of a multiple of 0.5;
+      `distinct_values`: how many distinct values (an engine may stop counting past 21);
+      `integers`: every value within tolerance of an integer; `median`; `share_ones`: the share equal to 1.
+    - `durations_known`: the catalogue gives some item a positive duration.
+    """
+
+    events: frozenset[str]
+    n_values: int
+    min_value: float = 0.0
+    max_value: float = 0.0
+    half_grid: bool = False
+    distinct_values: int = 0
+    integers: bool = False
+    median: float = 0.0
+    share_ones: float = 0.0
+    durations_known: bool = False
+
+    @classmethod
+    def of(cls, interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> ValueProfile:
+        """The profile of one frame (the embedded engine's path)."""
+        events: frozenset[str] = frozenset()
+        if "event_type" in interactions:
+            events = frozenset(interactions["event_type"].dropna().astype(str).unique())
+        durations = False
+        if items is not None and "duration_s" in items:
+            durations = bool(pd.to_numeric(items["duration_s"], errors="coerce").gt(0).any())
+        values = _values(interactions) if "value" in interactions else np.array([], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return cls(events, 0, durations_known=durations)
+        return cls(
+            events=events,
+            n_values=int(values.size),
+            min_value=float(values.min()),
+            max_value=float(values.max()),
+            half_grid=bool(np.allclose(values * 2, np.round(values * 2))),
+            distinct_values=int(np.unique(values).size),
+            integers=bool(np.allclose(values, np.round(values))),
+            median=float(np.median(values)),
+            share_ones=float(np.mean(values == 1)),
+            durations_known=durations,
+        )
+
+
+def _looks_like_ratings(profile: ValueProfile) -> bool:
     """Few distinct values on a half-point grid inside 0–10: the shape of every star-rating scale."""
-    if values.size == 0 or values.min() < 0 or values.max() > 10:
+    if profile.n_values == 0 or profile.min_value < 0 or profile.max_value > 10:
         return False
-    on_grid = np.allclose(values * 2, np.round(values * 2))
-    return bool(on_grid and np.unique(values).size <= 21)
+    return profile.half_grid and profile.distinct_values <= 21
 
 
 def infer(interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> WeightingConfig:
@@ -301,25 +428,19 @@ def infer(interactions: pd.DataFrame, items: pd.DataFrame | None = None) -> Weig
     - Integer values where small counts are common (median ≤ 20 or at least 5 % ones) → `play_counts()`.
     - Anything else (large or fractional values) → watch seconds without durations → `video()`.
     """
-    events: set[str] = set()
-    if "event_type" in interactions:
-        events = set(interactions["event_type"].dropna().astype(str).unique())
-    values = np.array([], dtype=np.float64)
-    if "value" in interactions:
-        values = pd.to_numeric(interactions["value"], errors="coerce").to_numpy(dtype=np.float64)
-        values = values[np.isfinite(values)]
-    durations = None
-    if items is not None and "duration_s" in items:
-        durations = pd.to_numeric(items["duration_s"], errors="coerce")
-    if values.size == 0 or events & {"watch", "like", "share", "skip"}:
+    return infer_from(ValueProfile.of(interactions, items))
+
+
+def infer_from(profile: ValueProfile) -> WeightingConfig:
+    """`infer`'s decision from a `ValueProfile`, however it was computed."""
+    events = profile.events
+    if profile.n_values == 0 or events & {"watch", "like", "share", "skip"}:
         choice, config = "typed events", video()
-    elif (not events or "rating" in events) and _looks_like_ratings(values):
+    elif (not events or "rating" in events) and _looks_like_ratings(profile):
         choice, config = "ratings", ratings()
-    elif durations is not None and bool(durations.gt(0).any()):
+    elif profile.durations_known:
         choice, config = "watch seconds (durations known)", video()
-    elif np.allclose(values, np.round(values)) and (
-        float(np.median(values)) <= 20 or float(np.mean(values == 1)) >= 0.05
-    ):
+    elif profile.integers and (profile.median <= 20 or profile.share_ones >= 0.05):
         choice, config = "play counts", play_counts()
     else:
         choice, config = "watch seconds", video()
