@@ -13,6 +13,7 @@ import time
 from typing import Any, Protocol
 
 from recstack.models.base import Recommender
+from recstack.serving.artefacts import Artefact, open_artefact, prepare, prepared
 from recstack.serving.content import load_content
 from recstack.serving.data import load_catalog, unavailable_items
 from recstack.serving.recommender_service import RecommendationService, ServingModel
@@ -53,6 +54,8 @@ class Reloader:
         self._thread: threading.Thread | None = None
         self._catalog_at = 0.0
         self._catalog_epoch = 0
+        # Serving artefacts are used when the source keeps them (`serving_dir`, as the registry does).
+        self.use_artefacts = True
 
     def refresh_catalog(self) -> None:
         catalog = load_catalog(self.service.store)
@@ -76,24 +79,53 @@ class Reloader:
                 return False
             started = time.perf_counter()
             model = self.source.load(champion)
-            prepared = ServingModel.build(model, int(champion.version), self.service.retrieval)
+            opened = self._open_artefact(champion, model)
+            if opened is None:
+                prepared = ServingModel.build(model, int(champion.version), self.service.retrieval)
         except Exception as exc:  # a broken registry or artifact must not stop the server
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.service.metrics.reloads.labels("failed").inc()
             logger.warning("champion reload failed; keeping the current model: %s", self.last_error)
             return False
-        try:
-            plans = self.service.prepare(prepared)
-        except Exception as exc:  # without plans every request takes the live path: slower, same answers
-            logger.warning("user plans not prepared; answering through the live path: %s: %s",
-                           type(exc).__name__, exc)
-            plans = None
+        if opened is not None:
+            prepared, plans = opened.model, opened.plans
+        else:
+            try:
+                plans = self.service.prepare(prepared)
+            except Exception as exc:  # without plans every request takes the live path: slower, same answers
+                logger.warning("user plans not prepared; answering through the live path: %s: %s",
+                               type(exc).__name__, exc)
+                plans = None
         self.service.set_model(prepared, plans)
         self.last_error = None
         self.service.metrics.reloads.labels("swapped").inc()
         logger.info("serving champion %s v%s (prepared in %.2f s)", prepared.kind, prepared.version,
                     time.perf_counter() - started)
         return True
+
+    def _open_artefact(self, champion: Any, model: Recommender[Any]) -> Artefact | None:
+        """The champion's serving artefact, memory-mapped; prepared here first (once per host, under a lock,
+        then uploaded) when no process made it yet. None when the source keeps no artefacts (the caller
+        prepares in memory) or it cannot be opened."""
+        locate = getattr(self.source, "serving_dir", None)
+        if locate is None or not self.use_artefacts:
+            return None
+        service = self.service
+        try:
+            directory = locate(champion)
+            if not prepared(directory):
+                built = prepare(directory, model, int(champion.version), service.reader, service.catalog,
+                                service.feedback, service.retrieval, service.plan_size)
+                upload = getattr(self.source, "upload_serving", None)
+                if built and upload is not None:
+                    try:
+                        upload(champion, directory)
+                    except Exception as exc:  # other hosts prepare their own; this one serves
+                        logger.warning("serving artefact not uploaded: %s: %s", type(exc).__name__, exc)
+            return open_artefact(directory, model, int(champion.version), service.catalog, service.retrieval)
+        except Exception as exc:  # a broken artefact: prepare in this process instead
+            logger.warning("serving artefact not usable; preparing in memory: %s: %s", type(exc).__name__, exc)
+            return None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="recstack-reload", daemon=True)
@@ -107,6 +139,11 @@ class Reloader:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.check()
+            try:
+                while self.service.refresh_plans() and not self._stop.is_set():
+                    pass
+            except Exception as exc:  # the online state may be briefly unreachable; requests go live
+                logger.warning("plan refresh failed: %s: %s", type(exc).__name__, exc)
             try:
                 online = self.service.online
                 epoch = online.catalog_epoch() if online is not None else 0
