@@ -15,12 +15,15 @@ from typing import Any, Protocol
 from recstack.models.base import Recommender
 from recstack.serving.artefacts import Artefact, open_artefact, prepare, prepared
 from recstack.serving.content import load_content
-from recstack.serving.data import load_catalog, unavailable_items
+from recstack.serving.data import count_items, load_catalog, unavailable_items
 from recstack.serving.recommender_service import RecommendationService, ServingModel
 
 __all__ = ["ModelSource", "Reloader"]
 
 logger = logging.getLogger(__name__)
+
+# Catalogues larger than this start without trending scores and content index (read in the background).
+DEFER_ABOVE_ITEMS = 20_000
 
 
 
@@ -58,12 +61,23 @@ class Reloader:
         self.use_artefacts = True
 
     def refresh_catalog(self) -> None:
-        catalog = load_catalog(self.service.store)
+        """Read the catalogue, its trending scores and the content index.
+
+        The first read of a large catalogue (over `DEFER_ABOVE_ITEMS`) takes only the items: trending (a
+        scan of the window's events) and the content index (a text model over every item) take seconds
+        there, so the server becomes ready without them and the background thread reads them on its first
+        tick, a second later. Until then unknown users get the catalogue order and no new-item mixing."""
+        store = self.service.store
+        if self.service.catalog is None and count_items(store) > DEFER_ABOVE_ITEMS:
+            self.service.set_catalog(load_catalog(store, trending=False))
+            self._catalog_at = float("-inf")
+            return
+        catalog = load_catalog(store)
         self.service.set_catalog(catalog)
         content = self.service.new_items.content
         # Refitted only when items arrived that this process has no vector for (posted to another worker).
         if content is None or any(str(i) not in content.position for i in catalog.ids.tolist()):
-            self.service.new_items.content = load_content(self.service.store)
+            self.service.new_items.content = load_content(store)
         self._catalog_at = time.monotonic()
 
     def check(self) -> bool:
