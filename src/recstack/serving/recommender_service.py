@@ -202,7 +202,7 @@ class RecommendationService:
         model, plans, catalog = self.model, self.plans, self.catalog
         if not self._replan or model is None or plans is None or plans.model is not model or catalog is None:
             return 0
-        users = []
+        users: list[tuple[int, History]] = []
         while self._replan and len(users) < limit:
             user_id, uidx = self._replan.popitem()
             users.append((uidx, self.history(user_id)))
