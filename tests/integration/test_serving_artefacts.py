@@ -49,8 +49,8 @@ def test_an_opened_artefact_answers_like_plans_prepared_in_memory(
     opened = open_artefact(directory, als, 1, catalog, retrieval)
     assert opened.plans is not None and opened.model.index is not None
     # Memory-mapped, not copied: every worker on the host shares these pages.
-    assert isinstance(opened.plans.candidates, np.memmap)
-    assert isinstance(opened.model.user_vectors, np.memmap)
+    assert isinstance(opened.plans.candidates.base, np.memmap)
+    assert isinstance(opened.model.user_vectors.base, np.memmap)
     assert opened.model.index.kind == ("exact" if exact_max_items > 1000 else service.model.index.kind)  # type: ignore[union-attr]
     users = planned_users(service)[:40]
     expected = {user: answer(service, user) for user in users}

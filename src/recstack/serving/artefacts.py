@@ -115,8 +115,8 @@ def open_artefact(
     if meta["n_users"] != len(model.users) or meta["n_items"] != len(model.items):
         raise ValueError(f"serving artefact {directory} was prepared for another model")
     if "index" in meta:
-        user_vectors = np.load(directory / "user_vectors.npy", mmap_mode="r")
-        item_vectors = np.load(directory / "item_vectors.npy", mmap_mode="r")
+        user_vectors = _mapped(directory / "user_vectors.npy")
+        item_vectors = _mapped(directory / "item_vectors.npy")
         index = ItemIndex.open(directory, item_vectors, meta["index"], retrieval)
         # Unit vectors are item-sized (d × items floats), derived in a fraction of a second.
         serving = ServingModel.assemble(model, version, user_vectors, item_vectors, unit_vectors(
@@ -125,7 +125,7 @@ def open_artefact(
         serving = ServingModel.assemble(model, version, None, None, None, None)
     plans = None
     if "plans" in meta and serving.index is not None:
-        arrays = {name: np.load(directory / "plans" / f"{name}.npy", mmap_mode="r") for name in _PLAN_ARRAYS}
+        arrays = {name: _mapped(directory / "plans" / f"{name}.npy") for name in _PLAN_ARRAYS}
         planned_ids = np.load(directory / "plans" / "catalog_ids.npy").astype(object)
         planned_duration = np.load(directory / "plans" / "catalog_duration.npy")
         stale = _stale_items(planned_ids, planned_duration, catalog)
@@ -136,6 +136,12 @@ def open_artefact(
     elapsed = time.perf_counter() - started
     logger.info("serving artefact %s opened in %.2f s", directory, elapsed)
     return Artefact(serving, plans, meta, elapsed)
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The array in `path`, memory-mapped read-only, as a plain ndarray view of the mapping (`np.memmap`'s
+    Python-level indexing costs a request more than the lookup itself)."""
+    return np.load(path, mmap_mode="r").view(np.ndarray)
 
 
 def _stale_items(ids: np.ndarray, duration: np.ndarray, catalog: Catalog | None) -> frozenset[str]:
