@@ -1,17 +1,22 @@
 """Serving benchmark: the recommendation API on a 100,000-item × 200,000-user synthetic catalogue.
 
-Run: `.venv/bin/python benchmarks/serve.py [--interactions 2500000] [--workdir DIR] [--seconds 15]`.
+Run: `.venv/bin/python benchmarks/serve.py [--workdir DIR] [--seconds 15] [--workers 1,2] [--soak 600]
+[--model als|auto] [--scale]` (`--scale`: 1,000,000 items × 2,000,000 users, 20 M interactions).
 
 1. Setup (reused when `--workdir` already holds it): synthetic catalogue and interactions ingested into a
-   SQLite store, an ALS model trained on them, logged to the MLflow registry and promoted to champion.
-2. The server (`recstack serve`, one uvicorn worker) runs in its own process; the load generator in a second
-   process on loopback: a minimal keep-alive HTTP/1.1 client on asyncio (far lighter than an HTTP library,
-   so the measured ceiling is the server's, not the client's).
-3. Measured in the same run: the trivial JSON endpoint (`/healthz`) and uncached recommendations (every
-   request a user not asked before) at saturation (throughput) and at low concurrency (latency); cached
-   recommendations (users asked before); event-to-effect latency (POST a like, poll until the answer
-   changes); Faiss recall@100 of the served index against exact search.
-Results: benchmarks/results/serve.json.
+   SQLite store, the champion trained (ALS by default, `--model auto` for the default of `recstack train`),
+   logged to the MLflow registry and promoted; then its serving artefact prepared and uploaded, as the
+   training job would (`recstack.serving.artefacts`: index, vectors, per-user plans).
+2. For each worker count, `recstack serve --workers N` in its own process: seconds from start to ready, then
+   the load generator in a second process on loopback (a minimal keep-alive HTTP/1.1 client on asyncio) and
+   the memory of every worker (/proc/PID/smaps_rollup: RSS, PSS, shared).
+3. Measured in the same run (one worker): the trivial JSON endpoint (`/healthz`) and uncached recommendations
+   (every request a user not asked before) at saturation (throughput) and at low concurrency (latency); cached
+   recommendations; event-to-effect latency (POST a like, poll until the answer changes); recall@100 of the
+   served (memory-mapped) index against exact search. With N > 1 workers: throughput only.
+4. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
+   (`recstack.testing.soak`): failures, p99 per minute, RSS over time.
+Results: benchmarks/results/serve-<model>[-scale].json.
 """
 
 from __future__ import annotations
@@ -288,11 +293,13 @@ def server_metrics(base: str) -> dict[str, float]:
             if line.startswith(wanted)}
 
 
-def start_server(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], str, float, dict[str, Any]]:
+def start_server(
+    workdir: Path, workers: int, cache_ttl_s: float = 600
+) -> tuple[subprocess.Popen[bytes], str, float, dict[str, Any]]:
     """`recstack serve --workers N` on a free port; (process, base URL, seconds to ready, readyz)."""
     port = free_port()
     env = {**os.environ, "RECSTACK_HOME": str(workdir), "RECSTACK_CACHE_URL": "memory://",
-           "RECSTACK_CACHE_TTL_S": "600"}
+           "RECSTACK_CACHE_TTL_S": str(cache_ttl_s)}
     started = time.perf_counter()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "recstack"), "serve", "--port", str(port), "--workers", str(workers)],
@@ -338,7 +345,9 @@ def run_soak(workdir: Path, info: dict[str, Any], seconds: float) -> dict[str, A
     assert champion is not None
     version = challenger(workdir, info)
     registry.promote(int(info["version"]), force=True)
-    server, base, _, _ = start_server(workdir, 1)
+    # The in-process result cache holds every answer for its TTL: 30 s lets it reach its steady size within
+    # the warm-up, so growth after it is the server's own (600 s would fill it for the whole soak).
+    server, base, _, _ = start_server(workdir, 1, cache_ttl_s=30)
     try:
         users = json.loads((workdir / "users.json").read_text())
         items = json.loads((workdir / "items.json").read_text())
@@ -361,6 +370,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts measured")
     parser.add_argument("--soak", type=float, default=0.0, help="soak seconds (600 for the full soak; 0: none)")
+    parser.add_argument("--soak-only", action="store_true", help="only the soak (setup reused)")
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -376,6 +386,14 @@ def main() -> None:
     print(f"setup: {json.dumps(info['timings'])}")
     retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")
+    if args.soak_only:
+        soaked = run_soak(workdir, info, args.soak)
+        out = RESULTS.with_name(f"serve-{args.model}{'-scale' if args.scale else ''}-soak.json")
+        out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "load_average": os.getloadavg(), "soak": soaked}, indent=2))
+        print(json.dumps({k: soaked[k] for k in ("requests", "failures", "rss_growth", "anonymous_growth",
+                                                 "p99_ms_per_window", "versions_seen")}, indent=2))
+        return
     runs: dict[str, Any] = {}
     for n in [int(w) for w in args.workers.split(",")]:
         server, base, startup_s, ready = start_server(workdir, n)

@@ -32,6 +32,7 @@ class MemorySample:
     rss: int
     pss: int
     shared: int
+    anonymous: int = 0
 
 
 def process_tree(pid: int) -> list[int]:
@@ -61,7 +62,7 @@ def memory_of(pid: int) -> MemorySample | None:
         if parts and parts[0].isdigit():
             fields[name.strip()] = int(parts[0])
     shared = fields.get("Shared_Clean", 0) + fields.get("Shared_Dirty", 0)
-    return MemorySample(pid, fields.get("Rss", 0), fields.get("Pss", 0), shared)
+    return MemorySample(pid, fields.get("Rss", 0), fields.get("Pss", 0), shared, fields.get("Anonymous", 0))
 
 
 @dataclass
@@ -75,6 +76,8 @@ class SoakReport:
     failure_examples: list[str] = field(default_factory=list)
     p99_ms_per_window: list[float] = field(default_factory=list)
     rss_kib: list[tuple[float, int]] = field(default_factory=list)
+    # The private part of it: what a leak grows (the rest are mapped files, the artefact's pages).
+    anonymous_kib: list[tuple[float, int]] = field(default_factory=list)
     versions_seen: list[str] = field(default_factory=list)
     promoted_at_s: float | None = None
     warmup_s: float = 0.0
@@ -86,16 +89,25 @@ class SoakReport:
     @property
     def rss_growth(self) -> float:
         """Growth of the server's total RSS from the end of warm-up to the end (0.02 = 2 %)."""
-        after = [rss for at, rss in self.rss_kib if at >= self.warmup_s]
-        return (after[-1] / after[0] - 1.0) if len(after) >= 2 and after[0] else 0.0
+        return _growth(self.rss_kib, self.warmup_s)
+
+    @property
+    def anonymous_growth(self) -> float:
+        return _growth(self.anonymous_kib, self.warmup_s)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "seconds": self.seconds, "window_s": self.window_s, "requests": self.requests,
             "failures": self.failures, "failure_examples": self.failure_examples[:10],
             "p99_ms_per_window": self.p99_ms_per_window, "rss_kib": self.rss_kib, "rss_growth": self.rss_growth,
+            "anonymous_kib": self.anonymous_kib, "anonymous_growth": self.anonymous_growth,
             "versions_seen": self.versions_seen, "promoted_at_s": self.promoted_at_s, "warmup_s": self.warmup_s,
         }
+
+
+def _growth(series: list[tuple[float, int]], since: float) -> float:
+    after = [value for at, value in series if at >= since]
+    return (after[-1] / after[0] - 1.0) if len(after) >= 2 and after[0] else 0.0
 
 
 def soak(
@@ -162,6 +174,7 @@ def soak(
     while (now := time.perf_counter()) < deadline:
         samples = [memory_of(pid) for pid in process_tree(server_pid)]
         report.rss_kib.append((now - started, sum(s.rss for s in samples if s is not None)))
+        report.anonymous_kib.append((now - started, sum(s.anonymous for s in samples if s is not None)))
         if not promoted and now - started >= seconds / 2:
             assert promote is not None
             promote()
