@@ -131,7 +131,10 @@ def open_artefact(
         stale = _stale_items(planned_ids, planned_duration, catalog)
         plans = UserPlans(
             model=serving, catalog=catalog if catalog is not None else _catalog_of(planned_ids, planned_duration),
-            novel=None, build_seconds=float(meta["plans"]["build_seconds"]), stale_items=stale, **arrays,
+            fingerprints=arrays["fingerprints"], planned=arrays["planned"], candidates=arrays["candidates"],
+            scores=arrays["scores"], liked_ptr=arrays["liked_ptr"], liked_ids=arrays["liked_ids"],
+            liked_weights=arrays["liked_weights"], novel=None, build_seconds=float(meta["plans"]["build_seconds"]),
+            stale_items=stale,
         )
     elapsed = time.perf_counter() - started
     logger.info("serving artefact %s opened in %.2f s", directory, elapsed)
