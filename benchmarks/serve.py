@@ -1,17 +1,22 @@
 """Serving benchmark: the recommendation API on a 100,000-item × 200,000-user synthetic catalogue.
 
-Run: `.venv/bin/python benchmarks/serve.py [--interactions 2500000] [--workdir DIR] [--seconds 15]`.
+Run: `.venv/bin/python benchmarks/serve.py [--workdir DIR] [--seconds 15] [--workers 1,2] [--soak 600]
+[--model als|auto] [--scale]` (`--scale`: 1,000,000 items × 2,000,000 users, 20 M interactions).
 
 1. Setup (reused when `--workdir` already holds it): synthetic catalogue and interactions ingested into a
-   SQLite store, an ALS model trained on them, logged to the MLflow registry and promoted to champion.
-2. The server (`recstack serve`, one uvicorn worker) runs in its own process; the load generator in a second
-   process on loopback: a minimal keep-alive HTTP/1.1 client on asyncio (far lighter than an HTTP library,
-   so the measured ceiling is the server's, not the client's).
-3. Measured in the same run: the trivial JSON endpoint (`/healthz`) and uncached recommendations (every
-   request a user not asked before) at saturation (throughput) and at low concurrency (latency); cached
-   recommendations (users asked before); event-to-effect latency (POST a like, poll until the answer
-   changes); Faiss recall@100 of the served index against exact search.
-Results: benchmarks/results/serve.json.
+   SQLite store, the champion trained (ALS by default, `--model auto` for the default of `recstack train`),
+   logged to the MLflow registry and promoted; then its serving artefact prepared and uploaded, as the
+   training job would (`recstack.serving.artefacts`: index, vectors, per-user plans).
+2. For each worker count, `recstack serve --workers N` in its own process: seconds from start to ready, then
+   the load generator in a second process on loopback (a minimal keep-alive HTTP/1.1 client on asyncio) and
+   the memory of every worker (/proc/PID/smaps_rollup: RSS, PSS, shared).
+3. Measured in the same run (one worker): the trivial JSON endpoint (`/healthz`) and uncached recommendations
+   (every request a user not asked before) at saturation (throughput) and at low concurrency (latency); cached
+   recommendations; event-to-effect latency (POST a like, poll until the answer changes); recall@100 of the
+   served (memory-mapped) index against exact search. With N > 1 workers: throughput only.
+4. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
+   (`recstack.testing.soak`): failures, p99 per minute, RSS over time.
+Results: benchmarks/results/serve-<model>[-scale].json.
 """
 
 from __future__ import annotations
@@ -33,16 +38,64 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "serve.json"
-TARGETS = {"uncached_p99_ms": 30.0, "throughput_ratio": 0.5, "cached_p99_ms": 5.0, "recall_at_100": 0.95,
-           "event_to_effect_s": 1.0}
+TARGETS = {"uncached_p99_ms": 30.0, "throughput_ratio": 0.8, "cached_p99_ms": 5.0, "recall_at_100": 0.95,
+           "event_to_effect_s": 1.0, "startup_s": 10.0, "startup_s_scale": 30.0, "rss_per_worker_mib": 4096.0,
+           "soak_rss_growth": 0.05}
 
 
 # ---- setup ------------------------------------------------------------------------------------------------
 
-def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str, Any]:
+def registry_of(workdir: Path) -> Any:
+    from recstack.registry import Registry
+
+    return Registry(f"sqlite:///{(workdir / 'mlflow.db').resolve()}", "recstack", cache_dir=workdir / "model-cache")
+
+
+def prepare_version(workdir: Path, version: int) -> float:
+    """What the training job does after registering: the serving artefact (index + plans), uploaded."""
+    from recstack.serving.artefacts import prepare
+    from recstack.serving.data import HistoryReader, load_catalog
+    from recstack.storage import open_store
+
+    registry = registry_of(workdir)
+    store = open_store(f"sqlite:///{workdir / 'recstack.db'}")
+    started = time.perf_counter()
+    directory = registry.serving_dir(version)
+    if prepare(directory, registry.load(version), version, HistoryReader(store), load_catalog(store)):
+        registry.upload_serving(version, directory)
+    store.close()
+    meta = json.loads((directory / "meta.json").read_text())
+    return float(meta.get("prepare_seconds", time.perf_counter() - started))
+
+
+def challenger(workdir: Path, info: dict[str, Any]) -> int:
+    """A second version (ALS, other seed) registered and prepared but not promoted: the soak promotes it."""
+    if "challenger_version" in info:
+        return int(info["challenger_version"])
+    import pandas as pd
+
+    from recstack.models.catalog import create
+    from recstack.storage import open_store
+
+    store = open_store(f"sqlite:///{workdir / 'recstack.db'}")
+    frame = pd.concat(list(store.iter_interactions(500_000)), ignore_index=True)
+    store.close()
+    model = create("als", factors=32, iterations=10, regularization=0.05, random_state=7).fit(frame)
+    version = registry_of(workdir).log(model, metrics={"ndcg@10": 0.0}).version
+    info["challenger_version"] = version
+    info["timings"]["challenger_prepare_s"] = prepare_version(workdir, version)
+    (workdir / "setup.json").write_text(json.dumps(info, indent=2))
+    return int(version)
+
+
+def setup(workdir: Path, users: int, items: int, interactions: int, kind: str = "als") -> dict[str, Any]:
     marker = workdir / "setup.json"
     if marker.exists():
-        return dict(json.loads(marker.read_text()))
+        info = dict(json.loads(marker.read_text()))
+        if "prepare_s" not in info["timings"]:
+            info["timings"]["prepare_s"] = prepare_version(workdir, int(info["version"]))
+            marker.write_text(json.dumps(info, indent=2))
+        return info
     import pandas as pd
 
     from recstack.ingestion.pipeline import IngestOptions, RawBatch, ingest
@@ -72,32 +125,35 @@ def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str,
     timings["generate_and_ingest_s"] = time.perf_counter() - started
     started = time.perf_counter()
     frame = pd.concat(chunks, ignore_index=True)
-    model = create("als", factors=32, iterations=10, regularization=0.05).fit(frame, item_frame)
+    params: dict[str, Any] = {"factors": 32, "iterations": 10, "regularization": 0.05} if kind == "als" else {}
+    model = create(kind, **params).fit(frame, item_frame)
     timings["train_s"] = time.perf_counter() - started
     started = time.perf_counter()
     registry = Registry(f"sqlite:///{(workdir / 'mlflow.db').resolve()}", "recstack", cache_dir=workdir / "model-cache")
     version = registry.log(model, metrics={"ndcg@10": 0.0})
     registry.promote(version.version, force=True)
     timings["register_s"] = time.perf_counter() - started
+    timings["prepare_s"] = prepare_version(workdir, version.version)
     info = {"users": users, "items": items, "interactions": interactions, "timings": timings,
-            "model": "als", "factors": 32, "version": version.version}
+            "model": kind, "params": params, "version": version.version}
     marker.write_text(json.dumps(info, indent=2))
     return info
 
 
 def recall(workdir: Path, users_file: Path) -> dict[str, Any]:
     """Recall@100 of the index the server builds (same config, same queries) against exact search."""
-    from recstack.registry import Registry
-    from recstack.serving.retrieval import ItemIndex
+    from recstack.serving.artefacts import open_artefact
 
-    registry = Registry(f"sqlite:///{(workdir / 'mlflow.db').resolve()}", "recstack", cache_dir=workdir / "model-cache")
+    registry = registry_of(workdir)
     champion = registry.champion()
     assert champion is not None
     model = registry.load(champion)
     users_file.write_text(json.dumps(model.users.ids.tolist()))
-    items, users = model.item_embeddings(), model.user_embeddings()
-    assert items is not None and users is not None
-    index = ItemIndex(items, queries=users)
+    (workdir / "items.json").write_text(json.dumps(model.items.ids.tolist()[:50_000]))
+    # The very index the server memory-maps, against exact search over the same vectors.
+    index = open_artefact(registry.serving_dir(champion), model, champion.version, None).model.index
+    users = model.user_embeddings()
+    assert index is not None and users is not None
     rng = np.random.default_rng(123)
     held_out = users[rng.choice(len(users), 2000, replace=False)]
     started = time.perf_counter()
@@ -162,7 +218,7 @@ def event_to_effect(base: str, users: list[str], items_of: dict[str, str]) -> di
             liked = before[0]["item_id"]
             started = time.perf_counter()
             response = client.post("/v1/events", json={"user_id": user, "item_id": liked, "event_type": "like"})
-            assert response.status_code == 201, response.text
+            assert response.status_code in (201, 202), response.text
             while True:
                 after = [i["item_id"] for i in client.get(url).json()["items"]]
                 if liked not in after and after != [i["item_id"] for i in before]:
@@ -173,7 +229,7 @@ def event_to_effect(base: str, users: list[str], items_of: dict[str, str]) -> di
     return {"users": len(users), "mean_s": float(np.mean(delays)), "max_s": float(np.max(delays))}
 
 
-def client_main(port: int, user_ids: list[str], seconds: float, out: Path) -> None:
+def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throughput_only: bool = False) -> None:
     host = "127.0.0.1"
     rng = random.Random(5)
     rng.shuffle(user_ids)
@@ -188,6 +244,9 @@ def client_main(port: int, user_ids: list[str], seconds: float, out: Path) -> No
     load(host, port, take(2000), 4, 3)
     results["trivial_throughput"] = load(host, port, ["/healthz"] * 10_000_000, 16, seconds)
     results["uncached_throughput"] = load(host, port, take(60_000), 16, seconds)
+    if throughput_only:
+        out.write_text(json.dumps(results, indent=2))
+        return
     results["trivial_latency"] = load(host, port, ["/healthz"] * 10_000_000, 2, seconds / 2)
     results["uncached_latency"] = load(host, port, take(40_000), 2, seconds)
     hot = take(500)
@@ -234,50 +293,185 @@ def server_metrics(base: str) -> dict[str, float]:
             if line.startswith(wanted)}
 
 
+def scale_index(users: int, items: int, interactions: int, out: Path) -> dict[str, Any]:
+    """Retrieval at scale without the store: synthetic interactions generated by recstack, ALS trained on
+    them, the serving index built as the artefact builds it (IVF over the lifted vectors, nprobe tuned on user
+    vectors), written, memory-mapped back, and measured: recall@100 against exact search on 2,000 held-out
+    users, single-query search latency, sizes."""
+    import pandas as pd
+
+    from recstack.ingestion.synthetic import SyntheticConfig, iter_interactions, make_catalog
+    from recstack.models.catalog import create
+    from recstack.serving.retrieval import ItemIndex
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    config = SyntheticConfig(users=users, items=items, interactions=interactions, seed=11)
+    _, item_frame = make_catalog(config)
+    frame = pd.concat([c[["user_id", "item_id", "event_type", "value"]]
+                       for c in iter_interactions(config, chunk_size=1_000_000)], ignore_index=True)
+    timings["generate_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    model = create("als", factors=32, iterations=10, regularization=0.05).fit(frame, item_frame)
+    del frame
+    timings["train_s"] = time.perf_counter() - started
+    vectors, queries = model.item_embeddings(), model.user_embeddings()
+    assert vectors is not None and queries is not None
+    started = time.perf_counter()
+    built = ItemIndex(vectors, queries=queries)
+    timings["index_build_s"] = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "item_vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+    meta = built.save(out)
+    started = time.perf_counter()
+    index = ItemIndex.open(out, np.load(out / "item_vectors.npy", mmap_mode="r").view(np.ndarray), meta)
+    timings["index_open_s"] = time.perf_counter() - started
+    rng = np.random.default_rng(123)
+    held_out = np.ascontiguousarray(queries[rng.choice(len(queries), 2000, replace=False)], dtype=np.float32)
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    lat = []
+    for query in held_out[:500]:
+        at = time.perf_counter()
+        index.search(query, 200)
+        lat.append(time.perf_counter() - at)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    value = index.recall_at(100, held_out)
+    timings["recall_measure_s"] = time.perf_counter() - started
+    ms = np.array(lat) * 1000
+    return {"users": len(model.users), "items": len(model.items), "interactions": interactions,
+            "index": index.kind, "recall_at_100": value, "tuned_recall": built.recall,
+            "search_k200_p50_ms": float(np.percentile(ms, 50)), "search_k200_p99_ms": float(np.percentile(ms, 99)),
+            "index_file_mib": (out / "index.faiss").stat().st_size / 2**20, "timings": timings}
+
+
+def start_server(
+    workdir: Path, workers: int, cache_ttl_s: float = 600
+) -> tuple[subprocess.Popen[bytes], str, float, dict[str, Any]]:
+    """`recstack serve --workers N` on a free port; (process, base URL, seconds to ready, readyz)."""
+    port = free_port()
+    env = {**os.environ, "RECSTACK_HOME": str(workdir), "RECSTACK_CACHE_URL": "memory://",
+           "RECSTACK_CACHE_TTL_S": str(cache_ttl_s)}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "recstack"), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    ready = wait_ready(base, server)
+    if workers > 1:  # /readyz answered by one worker: wait until every worker is up
+        time.sleep(1.0)
+        ready = wait_ready(base, server)
+    return server, base, time.perf_counter() - started, ready
+
+
+def worker_memory(server_pid: int) -> list[dict[str, int]]:
+    """RSS, PSS and shared KiB of each serving process (the workers; the supervisor when there is one)."""
+    from recstack.testing.soak import memory_of, process_tree
+
+    tree = process_tree(server_pid)
+    pids = [p for p in tree if p != server_pid] or [server_pid]
+    return [vars(m) for m in (memory_of(p) for p in pids) if m is not None and m.rss > 100_000]
+
+
+def run_client(workdir: Path, base: str, seconds: float, throughput_only: bool) -> dict[str, Any]:
+    out = workdir / "client.json"
+    port = base.rsplit(":", 1)[1]
+    command = [sys.executable, __file__, "--seconds", str(seconds), "--client", port, str(workdir / "users.json"),
+               str(out)]
+    subprocess.run([*command, *(["--throughput-only"] if throughput_only else [])], check=True, cwd=ROOT)
+    return dict(json.loads(out.read_text()))
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=60)
+
+
+def run_soak(workdir: Path, info: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The soak: reads and events for `seconds`, the prepared challenger promoted half-way."""
+    from recstack.testing.soak import soak
+
+    registry = registry_of(workdir)
+    champion = registry.champion()
+    assert champion is not None
+    version = challenger(workdir, info)
+    registry.promote(int(info["version"]), force=True)
+    # The in-process result cache holds every answer for its TTL: 30 s lets it reach its steady size within
+    # the warm-up, so growth after it is the server's own (600 s would fill it for the whole soak).
+    server, base, _, _ = start_server(workdir, 1, cache_ttl_s=30)
+    try:
+        users = json.loads((workdir / "users.json").read_text())
+        items = json.loads((workdir / "items.json").read_text())
+        report = soak(base, server.pid, users, items, seconds,
+                      promote=lambda: registry.promote(version, force=True), window_s=60.0 if seconds >= 120 else 10.0)
+    finally:
+        stop(server)
+        registry.promote(int(info["version"]), force=True)
+    return report.as_dict()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--interactions", type=int, default=2_500_000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recstack-bench-serve"))
+    parser.add_argument("--scale", action="store_true", help="1,000,000 items × 2,000,000 users, 20 M interactions")
+    parser.add_argument("--model", default="als", help="champion kind trained by the setup (als, auto, …)")
+    parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts measured")
+    parser.add_argument("--soak", type=float, default=0.0, help="soak seconds (600 for the full soak; 0: none)")
+    parser.add_argument("--index-only", action="store_true", help="only retrieval: train, index, recall (no server)")
+    parser.add_argument("--soak-only", action="store_true", help="only the soak (setup reused)")
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         port, users_file, out = args.client
-        client_main(int(port), json.loads(Path(users_file).read_text()), args.seconds, Path(out))
+        client_main(int(port), json.loads(Path(users_file).read_text()), args.seconds, Path(out),
+                    args.throughput_only)
         return
-
-    info = setup(args.workdir, args.users, args.items, args.interactions)
+    if args.scale:
+        args.users, args.items, args.interactions = 2_000_000, 1_000_000, 20_000_000
+    if args.index_only:
+        workdir = args.workdir or Path(f"/tmp/recstack-bench-index-{args.items}x{args.users}")
+        found = scale_index(args.users, args.items, args.interactions, workdir / "index")
+        found.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg())
+        RESULTS.with_name(f"serve-index-{args.items}x{args.users}.json").write_text(json.dumps(found, indent=2))
+        print(json.dumps(found, indent=2))
+        return
+    workdir = args.workdir or Path(f"/tmp/recstack-bench-serve-{args.model}-{args.items}x{args.users}")
+    info = setup(workdir, args.users, args.items, args.interactions, args.model)
     print(f"setup: {json.dumps(info['timings'])}")
-    users_file = args.workdir / "users.json"
-    retrieval = recall(args.workdir, users_file)
+    retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")
-    port = free_port()
-    env = {**os.environ, "RECSTACK_HOME": str(args.workdir), "RECSTACK_CACHE_URL": "memory://",
-           "RECSTACK_CACHE_TTL_S": "600"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "recstack"), "serve", "--port", str(port)], env=env, cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        ready = wait_ready(base, server)
-        startup_s = time.perf_counter() - started
-        print(f"server ready in {startup_s:.1f} s: {ready}")
-        out = args.workdir / "client.json"
-        subprocess.run(
-            [sys.executable, __file__, "--seconds", str(args.seconds), "--client", str(port), str(users_file),
-             str(out)],
-            check=True, cwd=ROOT,
-        )
-        client = json.loads(out.read_text())
-        metrics = server_metrics(base)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    if args.soak_only:
+        soaked = run_soak(workdir, info, args.soak)
+        out = RESULTS.with_name(f"serve-{args.model}{'-scale' if args.scale else ''}-soak.json")
+        out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "load_average": os.getloadavg(), "soak": soaked}, indent=2))
+        print(json.dumps({k: soaked[k] for k in ("requests", "failures", "rss_growth", "anonymous_growth",
+                                                 "p99_ms_per_window", "versions_seen")}, indent=2))
+        return
+    runs: dict[str, Any] = {}
+    for n in [int(w) for w in args.workers.split(",")]:
+        server, base, startup_s, ready = start_server(workdir, n)
+        try:
+            print(f"{n} worker(s) ready in {startup_s:.1f} s: {ready}")
+            client = run_client(workdir, base, args.seconds, throughput_only=n != 1)
+            memory = worker_memory(server.pid)
+            metrics = server_metrics(base) if n == 1 else {}
+        finally:
+            stop(server)
+        runs[str(n)] = {"startup_s": startup_s, "client": client, "memory_kib": memory, "server_metrics": metrics}
+    one = runs["1"]
+    client = one["client"]
     ratio = client["uncached_throughput"]["rps"] / client["trivial_throughput"]["rps"]
-    summary = {
+    summary: dict[str, Any] = {
+        "startup_s": one["startup_s"],
         "uncached_p50_ms": client["uncached_latency"]["p50_ms"],
         "uncached_p99_ms": client["uncached_latency"]["p99_ms"],
         "uncached_p99_ms_at_saturation": client["uncached_throughput"]["p99_ms"],
@@ -288,22 +482,41 @@ def main() -> None:
         "cached_p99_ms": client["cached_latency"]["p99_ms"],
         "recall_at_100": retrieval["recall_at_100"],
         "event_to_effect_s": client["event_to_effect"]["max_s"],
+        "rss_per_worker_mib": max(m["rss"] for m in one["memory_kib"]) / 1024,
     }
+    for n, run in runs.items():
+        if n != "1":
+            summary[f"workers_{n}_uncached_rps"] = run["client"]["uncached_throughput"]["rps"]
+            summary[f"workers_{n}_vs_1"] = run["client"]["uncached_throughput"]["rps"] / summary["uncached_rps"]
+            summary[f"workers_{n}_pss_mib"] = [m["pss"] / 1024 for m in run["memory_kib"]]
+            summary[f"workers_{n}_shared_mib"] = [m["shared"] / 1024 for m in run["memory_kib"]]
+            summary[f"workers_{n}_startup_s"] = run["startup_s"]
     passed = {
+        "startup_s": summary["startup_s"] <= TARGETS["startup_s" if not args.scale else "startup_s_scale"],
         "uncached_p99_ms": summary["uncached_p99_ms"] <= TARGETS["uncached_p99_ms"],
         "throughput_ratio": ratio >= TARGETS["throughput_ratio"],
         "cached_p99_ms": summary["cached_p99_ms"] <= TARGETS["cached_p99_ms"],
         "recall_at_100": summary["recall_at_100"] >= TARGETS["recall_at_100"],
         "event_to_effect_s": summary["event_to_effect_s"] <= TARGETS["event_to_effect_s"],
+        "rss_per_worker_mib": summary["rss_per_worker_mib"] <= TARGETS["rss_per_worker_mib"],
     }
+    soaked = None
+    if args.soak > 0:
+        soaked = run_soak(workdir, info, args.soak)
+        summary["soak_failed_requests"] = sum(soaked["failures"].values())
+        summary["soak_rss_growth"] = soaked["rss_growth"]
+        summary["soak_p99_ms_per_window"] = soaked["p99_ms_per_window"]
+        passed["soak"] = summary["soak_failed_requests"] == 0 and soaked["rss_growth"] <= TARGETS["soak_rss_growth"]
     result = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "setup": info, "server_startup_s": startup_s, "retrieval": retrieval, "client": client,
-        "server_metrics": metrics, "summary": summary, "targets": TARGETS, "passed": passed,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average": os.getloadavg()},
+        "setup": info, "retrieval": retrieval, "runs": runs, "soak": soaked, "summary": summary,
+        "targets": TARGETS, "passed": passed,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    out = RESULTS.with_name(f"serve-{args.model}{'-scale' if args.scale else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     print(json.dumps({"summary": summary, "passed": passed}, indent=2))
 
 

@@ -427,6 +427,32 @@ class Registry:
                 shutil.rmtree(scratch, ignore_errors=True)
         return target / "model"
 
+    def serving_dir(self, version: int | ModelVersion) -> Path:
+        """The local directory of `version`'s serving artefact (`recstack.serving.artefacts`): downloaded
+        from the run's `serving/` artifacts when another host uploaded it; may not exist yet (the caller
+        prepares it there)."""
+        info = version if isinstance(version, ModelVersion) else self.get(version)
+        target = self.cache_dir / f"v{info.version}-{info.run_id}.serving"
+        if (target / "meta.json").exists():
+            return target
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".v{info.version}-serving-", dir=self.cache_dir))
+        try:
+            with contextlib.suppress(Exception):  # not uploaded (yet): the caller prepares it
+                self.client.download_artifacts(info.run_id, "serving", str(scratch))
+            if (scratch / "serving" / "meta.json").exists():
+                with contextlib.suppress(OSError):  # another process was faster: same content
+                    os.replace(scratch / "serving", target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return target
+
+    def upload_serving(self, version: int | ModelVersion, directory: Path) -> None:
+        """Store a prepared serving artefact with `version` (the run's `serving/` artifacts)."""
+        info = version if isinstance(version, ModelVersion) else self.get(version)
+        with _mlflow_errors(f"uploading the serving artefact of version {info.version}"):
+            self.client.log_artifacts(info.run_id, str(directory), "serving")
+
     def load(self, version: int | ModelVersion) -> Recommender[Any]:
         """The fitted model of `version` (artifacts cached locally by version)."""
         return Recommender.load(self.model_dir(version))

@@ -10,11 +10,13 @@ process. `apply` is idempotent by `event_id`, so a stream batch replayed after a
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import orjson
 import pandas as pd
 
 from recstack.backends import backend_class
@@ -32,8 +34,10 @@ DAY_MS = 86_400_000
 
 def history_fingerprint(rows: Sequence[tuple[Any, ...]]) -> int:
     """A hash of a user's history rows `(item_id, event_type, value)` in their order: equal rows, equal hash
-    (within one process), so a plan prepared from these rows can tell whether the history changed since."""
-    return hash((len(rows), tuple(rows)))
+    in every process (not Python's salted `hash`), so a plan prepared once and stored with the model version
+    can tell, in any worker, whether the history changed since."""
+    packed = orjson.dumps([tuple(r) for r in rows], option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass(frozen=True)

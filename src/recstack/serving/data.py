@@ -23,7 +23,7 @@ from recstack.storage import Store
 from recstack.storage import tables as t
 
 __all__ = [
-    "Catalog", "History", "HistoryReader", "engine_of", "history_fingerprint", "load_catalog", "ping",
+    "Catalog", "History", "HistoryReader", "count_items", "engine_of", "history_fingerprint", "load_catalog", "ping",
 ]
 
 DAY_MS = 86_400_000
@@ -143,16 +143,24 @@ def unavailable_items(store: Store) -> set[str]:
     return {r[0] for r in _run(engine_of(store), sa.select(i.item_id).where(i.available.is_(False)))}
 
 
-def load_catalog(store: Store, window_days: float = 7.0) -> Catalog:
-    """Items (id, category, availability, duration) and trending scores, read in two queries."""
+def count_items(store: Store) -> int:
+    """How many items the catalogue holds (one cheap query)."""
+    return int(_run(engine_of(store), sa.select(sa.func.count()).select_from(t.items))[0][0])
+
+
+def load_catalog(store: Store, window_days: float = 7.0, trending: bool = True) -> Catalog:
+    """Items (id, category, availability, duration) and trending scores, read in two queries.
+
+    `trending=False` skips the second (a scan of the window's events: seconds on millions of them) and
+    leaves every trending score 0; a server starts on that and reads the full catalogue in the background."""
     engine = engine_of(store)
     i = t.items.c
     rows = _run(engine, sa.select(i.item_id, i.category, i.available, i.duration_s).order_by(i.item_id))
     ids = np.array([r[0] for r in rows], dtype=object)
     position = pd.Index(ids, dtype=object)
-    trending = np.zeros(len(ids), dtype=np.float32)
+    scores = np.zeros(len(ids), dtype=np.float32)
     c = t.interactions.c
-    newest = _run(engine, sa.select(sa.func.max(c.timestamp)))[0][0]
+    newest = _run(engine, sa.select(sa.func.max(c.timestamp)))[0][0] if trending else None
     if newest is not None and len(ids):
         since = int(newest) - int(window_days * DAY_MS)
         counts = _run(
@@ -165,10 +173,10 @@ def load_catalog(store: Store, window_days: float = 7.0) -> Catalog:
             pos = position.get_indexer(pd.Index([r[0] for r in counts], dtype=object))
             values = np.array([r[1] for r in counts], dtype=np.float32)
             known = pos >= 0
-            trending[pos[known]] = values[known]
-            top = trending.max()
+            scores[pos[known]] = values[known]
+            top = scores.max()
             if top > 0:
-                trending /= top
+                scores /= top
     category = np.array([r[1] for r in rows], dtype=object)
     code, uniques = pd.factorize(pd.Series(category, dtype=object), use_na_sentinel=True)
     return Catalog(
@@ -178,7 +186,7 @@ def load_catalog(store: Store, window_days: float = 7.0) -> Catalog:
         codes={str(name): i for i, name in enumerate(uniques)},
         available=np.array([bool(r[2]) for r in rows], dtype=bool),
         duration_s=np.array([np.nan if r[3] is None else float(r[3]) for r in rows], dtype=np.float64),
-        trending=trending,
-        trending_order=np.argsort(-trending, kind="stable"),
+        trending=scores,
+        trending_order=np.argsort(-scores, kind="stable"),
         position=position,
     )

@@ -31,7 +31,7 @@ from recstack.serving.new_items import MIN_SIMILARITY, NewItems, NovelItems, Ran
 if TYPE_CHECKING:
     from recstack.serving.recommender_service import ServingModel
 
-__all__ = ["Plan", "UserPlans", "build_plans", "liked_items"]
+__all__ = ["FreshPlan", "Plan", "UserPlans", "build_plans", "liked_items", "refresh_plans"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +75,12 @@ class UserPlans:
     candidates: np.ndarray
     scores: np.ndarray
     liked_ptr: np.ndarray
-    liked_ids: list[str]
+    liked_ids: np.ndarray
     liked_weights: np.ndarray
     novel: _NovelRanks | None
     build_seconds: float
+    # Items whose duration changed between planning and opening the stored plans in this process.
+    stale_items: frozenset[str] = frozenset()
     _changed: list[tuple[Catalog, frozenset[str]]] = field(default_factory=list, repr=False)
 
     @property
@@ -89,13 +91,15 @@ class UserPlans:
         """The plan of model user `uidx` when it still holds for `history` and `catalog`, else None."""
         if uidx < 0 or not self.planned[uidx] or int(self.fingerprints[uidx]) != history.fingerprint:
             return None
+        if self.stale_items and not self.stale_items.isdisjoint(history.item_ids):
+            return None
         if catalog.duration_s is not self.catalog.duration_s:
             changed = self._changed_items(catalog)
             if changed and not changed.isdisjoint(history.item_ids):
                 return None
         start, end = int(self.liked_ptr[uidx]), int(self.liked_ptr[uidx + 1])
         return Plan(
-            self.candidates[uidx], self.scores[uidx], self.liked_ids[start:end],
+            self.candidates[uidx], self.scores[uidx], self.liked_ids[start:end].tolist(),
             self.liked_weights[start:end].tolist(), self.novel.of(uidx) if self.novel is not None else None,
         )
 
@@ -162,55 +166,47 @@ def _novel_ranks(
     return _NovelRanks(novel, out_rows, out_sims, (out_rows >= 0).sum(axis=1).astype(np.int32), complete)
 
 
-def build_plans(
-    model: ServingModel, reader: HistoryReader, catalog: Catalog, cfg: FeedbackConfig, size: int,
-    unavailable_share: float, new_items: NewItems | None = None,
-) -> UserPlans | None:
-    """Plans for every user of `model` (None when it has no index or user vectors)."""
-    if model.index is None or model.user_vectors is None or model.unit_items is None or size <= 0:
-        return None
-    started = time.perf_counter()
-    n_users, n_items = len(model.user_vectors), len(model.item_ids)
-    empty = History()
-    fingerprints = np.full(n_users, empty.fingerprint, dtype=np.int64)
-    queries = model.user_vectors.copy()
-    liked: list[tuple[list[str], list[float]]] = [([], [])] * n_users
-    history_rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
-    canonical: dict[str, str] = {}
-    for user_id, rows in reader.scan():
-        uidx = model.user_pos.get(user_id, -1)
-        if uidx < 0:
-            continue
-        history = History.of(rows)
-        fingerprints[uidx] = history.fingerprint
-        taste = signals(history, catalog, cfg)
-        usable = [(model.item_pos[s.item_id], s.weight) for s in taste if s.item_id in model.item_pos]
-        query = adjust_query(
-            model.user_vectors[uidx], model.unit_items, [i for i, _ in usable], [w for _, w in usable], cfg
-        )
-        assert query is not None  # a known user always has a query
-        queries[uidx] = query
-        liked_ids, weights = liked_items(taste, history)
-        liked[uidx] = ([canonical.setdefault(i, i) for i in liked_ids], weights)
-        history_rows[uidx] = model.item_positions(dict.fromkeys(history.item_ids))
-    blocked = _blocked(model, history_rows, n_items)
-    n_blocked = blocked.counts
-    share = min(unavailable_share, 0.9)
+def _user_inputs(
+    model: ServingModel, uidx: int, history: History, catalog: Catalog, cfg: FeedbackConfig
+) -> tuple[np.ndarray, list[str], list[float], np.ndarray]:
+    """What a request would derive from one known user's history: the query, the content-mix profile
+    items and the history's model item indices."""
+    assert model.user_vectors is not None and model.unit_items is not None
+    taste = signals(history, catalog, cfg)
+    usable = [(model.item_pos[s.item_id], s.weight) for s in taste if s.item_id in model.item_pos]
+    query = adjust_query(
+        model.user_vectors[uidx], model.unit_items, [i for i, _ in usable], [w for _, w in usable], cfg
+    )
+    assert query is not None  # a known user always has a query
+    liked_ids, weights = liked_items(taste, history)
+    return query, liked_ids, weights, model.item_positions(dict.fromkeys(history.item_ids))
+
+
+def _search(
+    model: ServingModel, users: np.ndarray, queries: np.ndarray, history_rows: list[np.ndarray], size: int,
+    share: float, workers: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(planned, candidates, scores) of `users` (model user indices; `queries` and `history_rows` aligned
+    to them): the first `size` items of the same index search the live path runs, less the blocked ones."""
+    assert model.index is not None
+    n_items = len(model.item_ids)
+    blocked = _blocked(model, users, history_rows, n_items)
+    share = min(share, 0.9)
     # As many as the live path asks the index for, so that the plan's ranking is the one a request gets.
-    want = ((size + n_blocked) / (1.0 - share)).astype(np.int64) + 10
+    want = ((size + blocked.counts) / (1.0 - share)).astype(np.int64) + 10
     planned = want <= n_items // 4
-    candidates = np.full((n_users, size), -1, dtype=np.int32)
-    scores = np.full((n_users, size), -np.inf, dtype=np.float32)
-    users = np.flatnonzero(planned)
-    users = users[np.argsort(want[users], kind="stable")]
-    chunks = [users[start : start + _CHUNK] for start in range(0, len(users), _CHUNK)]
+    candidates = np.full((len(users), size), -1, dtype=np.int32)
+    scores = np.full((len(users), size), -np.inf, dtype=np.float32)
+    rows = np.flatnonzero(planned)
+    rows = rows[np.argsort(want[rows], kind="stable")]
+    chunks = [rows[start : start + _CHUNK] for start in range(0, len(rows), _CHUNK)]
     index = model.index
 
     def search(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return index.search_many(queries[chunk], int(want[chunk].max()))
 
     # Faiss releases the GIL: chunks are searched on every core (one OpenMP thread each, as the server runs).
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="recstack-plans") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recstack-plans") as pool:
         for chunk, (found, found_scores) in zip(chunks, pool.map(search, chunks), strict=True):
             keep = (found >= 0) & ~blocked.contains(chunk, found)
             # The first `size` kept per row, in rank order.
@@ -219,6 +215,34 @@ def build_plans(
             width = order.shape[1]
             candidates[chunk, :width] = np.where(kept, np.take_along_axis(found, order, axis=1), -1)
             scores[chunk, :width] = np.where(kept, np.take_along_axis(found_scores, order, axis=1), -np.inf)
+    return planned, candidates, scores
+
+
+def build_plans(
+    model: ServingModel, reader: HistoryReader, catalog: Catalog, cfg: FeedbackConfig, size: int,
+    unavailable_share: float, new_items: NewItems | None = None,
+) -> UserPlans | None:
+    """Plans for every user of `model` (None when it has no index or user vectors)."""
+    if model.index is None or model.user_vectors is None or model.unit_items is None or size <= 0:
+        return None
+    started = time.perf_counter()
+    n_users = len(model.user_vectors)
+    empty = History()
+    fingerprints = np.full(n_users, empty.fingerprint, dtype=np.int64)
+    queries = np.array(model.user_vectors, dtype=np.float32, copy=True)
+    liked: list[tuple[list[str], list[float]]] = [([], [])] * n_users
+    history_rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
+    for user_id, rows in reader.scan():
+        uidx = model.user_pos.get(user_id, -1)
+        if uidx < 0:
+            continue
+        history = History.of(rows)
+        fingerprints[uidx] = history.fingerprint
+        queries[uidx], liked_ids, weights, history_rows[uidx] = _user_inputs(model, uidx, history, catalog, cfg)
+        liked[uidx] = (liked_ids, weights)
+    planned, candidates, scores = _search(
+        model, np.arange(n_users), queries, history_rows, size, unavailable_share, min(4, os.cpu_count() or 1)
+    )
     counts = np.array([len(ids) for ids, _ in liked], dtype=np.int64)
     plans = UserPlans(
         model=model,
@@ -228,7 +252,7 @@ def build_plans(
         candidates=candidates,
         scores=scores,
         liked_ptr=np.concatenate([[0], np.cumsum(counts)]),
-        liked_ids=[i for ids, _ in liked for i in ids],
+        liked_ids=np.array([i for ids, _ in liked for i in ids], dtype=str),
         liked_weights=np.array([w for _, weights in liked for w in weights], dtype=np.float32),
         novel=_novel_ranks(model, new_items, liked, NOVEL_DEPTH) if new_items is not None else None,
         build_seconds=time.perf_counter() - started,
@@ -238,12 +262,48 @@ def build_plans(
     return plans
 
 
-def _blocked(model: ServingModel, history_rows: list[np.ndarray], n_items: int) -> _Rows:
+@dataclass(frozen=True)
+class FreshPlan:
+    """A plan refreshed after the champion was prepared, for the history with `fingerprint`."""
+
+    fingerprint: int
+    plan: Plan
+    catalog: Catalog
+
+
+def refresh_plans(
+    model: ServingModel, histories: list[tuple[int, History]], catalog: Catalog, cfg: FeedbackConfig, size: int,
+    unavailable_share: float,
+) -> dict[int, FreshPlan]:
+    """Plans of a few users (model index, current history) searched in one batch: what the background
+    refresh keeps for the active users, whose stored plan no longer matches their history."""
+    if model.index is None or model.user_vectors is None or not histories:
+        return {}
+    users = np.array([u for u, _ in histories], dtype=np.int64)
+    inputs = [_user_inputs(model, uidx, history, catalog, cfg) for uidx, history in histories]
+    queries = np.stack([q for q, _, _, _ in inputs]).astype(np.float32)
+    planned, candidates, scores = _search(
+        model, users, queries, [r for _, _, _, r in inputs], size, unavailable_share, 1
+    )
+    out: dict[int, FreshPlan] = {}
+    for row, (uidx, history) in enumerate(histories):
+        if planned[row]:
+            _, liked_ids, weights, _ = inputs[row]
+            out[uidx] = FreshPlan(
+                history.fingerprint, Plan(candidates[row], scores[row], liked_ids, weights, None), catalog
+            )
+    return out
+
+
+def _blocked(model: ServingModel, users: np.ndarray, history_rows: list[np.ndarray], n_items: int) -> _Rows:
     """Per user, the model item indices never to return: seen in training or in the stored history."""
     seen = model.seen
     rows = history_rows
     if seen is not None:
-        rows = [np.concatenate([seen.indices[seen.indptr[u] : seen.indptr[u + 1]], row]) for u, row in enumerate(rows)]
+        rows = [
+            np.concatenate([seen.indices[seen.indptr[u] : seen.indptr[u + 1]], row])
+            for u, row in zip(users.tolist(), rows, strict=True)
+        ]
     return _Rows.of(rows, n_items)
 
 

@@ -37,7 +37,7 @@ from recstack.serving.impressions import ImpressionLog
 from recstack.serving.metrics import Metrics
 from recstack.serving.new_items import NewItems, Ranked
 from recstack.serving.picks import Picked, top, with_trending
-from recstack.serving.plans import Plan, UserPlans, build_plans, liked_items
+from recstack.serving.plans import FreshPlan, Plan, UserPlans, build_plans, liked_items, refresh_plans
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
 from recstack.storage import Store
 from recstack.storage.cache import Cache, invalidate_users
@@ -50,6 +50,8 @@ CONTENT_MODELS: Final = frozenset({"tfidf", "text2vec"})
 FALLBACK_HEADER: Final = "X-Recstack-Fallback"
 _NEIGHBOURS: Final = 50
 _MAX_NEIGHBOUR_SIGNALS: Final = 5
+MAX_REPLAN_QUEUE: Final = 10_000
+MAX_FRESH_PLANS: Final = 200_000
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,25 @@ class ServingModel:
         cls, model: Recommender[Any], version: int | None, retrieval: RetrievalConfig | None = None
     ) -> ServingModel:
         """Prepare `model` for serving (builds the Faiss index when the model has embeddings)."""
-        items = model.items
         item_vectors = model.item_embeddings()
         user_vectors = model.user_embeddings()
         index = unit = None
         if item_vectors is not None and user_vectors is not None:
             item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
             user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
-            norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
-            unit = np.divide(item_vectors, norms, out=np.zeros_like(item_vectors), where=norms > 0)
+            unit = unit_vectors(item_vectors)
             index = ItemIndex(item_vectors, retrieval, queries=user_vectors)
         else:
             item_vectors = user_vectors = None
+        return cls.assemble(model, version, user_vectors, item_vectors, unit, index)
+
+    @classmethod
+    def assemble(
+        cls, model: Recommender[Any], version: int | None, user_vectors: np.ndarray | None,
+        item_vectors: np.ndarray | None, unit_items: np.ndarray | None, index: ItemIndex | None,
+    ) -> ServingModel:
+        """`model` with vectors and index prepared elsewhere (memory-mapped from the serving artefact)."""
+        items = model.items
         return cls(
             model=model,
             version=version,
@@ -97,7 +106,7 @@ class ServingModel:
             seen=model.seen_,
             user_vectors=user_vectors,
             item_vectors=item_vectors,
-            unit_items=unit,
+            unit_items=unit_items,
             index=index,
             user_pos={str(u): i for i, u in enumerate(model.users.ids.tolist())},
             item_pos={str(v): i for i, v in enumerate(items.ids.tolist())},
@@ -164,6 +173,10 @@ class RecommendationService:
         self.plan_size = plan_size
         self.model: ServingModel | None = None
         self.plans: UserPlans | None = None
+        # Plans refreshed in the background for users active since their plan was made (model user index →
+        # plan), and the users waiting for one (id → index).
+        self.fresh: dict[int, FreshPlan] = {}
+        self._replan: dict[str, int] = {}
         self.catalog: Catalog | None = None
         self._aligned: _Aligned | None = None
         self.new_items = NewItems()
@@ -176,9 +189,31 @@ class RecommendationService:
     def set_model(self, model: ServingModel | None, plans: UserPlans | None = None) -> None:
         """Serve `model` (with its user `plans`, when prepared). Plans are used only with the model they were
         built for, so a request that reads one reference before and one after this swap stays correct."""
+        self.fresh = {}
+        self._replan.clear()
         self.plans = plans
         self.model = model
         self.metrics.set_model(model.kind if model else None, model.version if model else None)
+
+    def refresh_plans(self, limit: int = 256) -> int:
+        """Replan up to `limit` users whose plan no longer matched their history when they asked (the
+        active ones), from their current history in the online state; their next request takes the fast
+        path again. Runs on the background thread; returns how many were replanned."""
+        model, plans, catalog = self.model, self.plans, self.catalog
+        if not self._replan or model is None or plans is None or plans.model is not model or catalog is None:
+            return 0
+        users: list[tuple[int, History]] = []
+        while self._replan and len(users) < limit:
+            user_id, uidx = self._replan.popitem()
+            users.append((uidx, self.history(user_id)))
+        fresh = refresh_plans(model, users, catalog, self.feedback, plans.size,
+                              self._aligned_for(model, catalog).unavailable_share)
+        if self.plans is plans:
+            table = self.fresh
+            while len(table) + len(fresh) > MAX_FRESH_PLANS:
+                table.pop(next(iter(table)))
+            table.update(fresh)
+        return len(fresh)
 
     def prepare(self, model: ServingModel) -> UserPlans | None:
         """Every known user's candidates for `model`, searched in batch (`plans`); run before the swap."""
@@ -334,7 +369,15 @@ class RecommendationService:
         plans = self.plans
         if plans is None or plans.model is not model or category is not None or k > plans.size:
             return None
-        plan = plans.get(model.user_pos.get(user_id, -1), history, catalog)
+        uidx = model.user_pos.get(user_id, -1)
+        plan = plans.get(uidx, history, catalog)
+        if plan is None and uidx >= 0:
+            fresh = self.fresh.get(uidx)
+            if (fresh is not None and fresh.fingerprint == history.fingerprint
+                    and fresh.catalog.duration_s is catalog.duration_s):
+                plan = fresh.plan
+            elif plans.planned[uidx] and len(self._replan) < MAX_REPLAN_QUEUE:
+                self._replan[user_id] = uidx
         if plan is None:
             return None
         available, item_ids = self._aligned_for(model, catalog).available, model.item_ids
@@ -507,6 +550,12 @@ class RecommendationService:
         return Picked(
             [str(i) for i in model.item_ids[top_idx]], [float(s) for s in top_scores], [model.reason] * len(top_idx)
         )
+
+
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero): the item directions feedback moves a query along."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def _align(model: ServingModel, catalog: Catalog) -> _Aligned:

@@ -13,6 +13,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +25,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtra("faiss", "serve") from exc
 
-__all__ = ["ItemIndex", "RetrievalConfig"]
+__all__ = ["INDEX_FILE", "ItemIndex", "RetrievalConfig"]
+
+INDEX_FILE = "index.faiss"
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +59,9 @@ class ItemIndex:
         self.n_items, self.dim = vectors.shape
         started = time.perf_counter()
         self._vectors = vectors
-        self.exact = faiss.IndexFlatIP(self.dim)
-        self.exact.add(vectors)
-        self.index: faiss.Index = self.exact
+        self._exact: faiss.Index | None = faiss.IndexFlatIP(self.dim)
+        self._exact.add(vectors)
+        self.index: faiss.Index = self._exact
         self.kind = "exact"
         self.recall: float | None = 1.0
         self.lifted = False
@@ -68,6 +72,39 @@ class ItemIndex:
             "item index: %s over %d items × %d dims in %.2f s (recall@%d %.3f)",
             self.kind, self.n_items, self.dim, self.build_seconds, self.config.recall_k, self.recall or 0.0,
         )
+
+    @property
+    def exact(self) -> faiss.Index:
+        """Exact inner-product search over the same vectors (built on first use by an opened index)."""
+        if self._exact is None:
+            exact = faiss.IndexFlatIP(self.dim)
+            exact.add(np.ascontiguousarray(self._vectors, dtype=np.float32))
+            self._exact = exact
+        return self._exact
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the serving index to `directory/index.faiss`; the returned description goes into the
+        artefact's metadata (the item vectors are stored beside it by the caller)."""
+        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        return {"kind": self.kind, "recall": self.recall, "lifted": self.lifted, "n_items": self.n_items,
+                "dim": self.dim, "build_seconds": self.build_seconds}
+
+    @classmethod
+    def open(cls, directory: Path, vectors: np.ndarray, meta: dict[str, Any],
+             config: RetrievalConfig | None = None) -> ItemIndex:
+        """The index `save` wrote, memory-mapped (`IO_FLAG_MMAP_IFC`: the codes and inverted lists stay in the
+        file, so every worker on the host shares one copy in the page cache). `vectors` are the item
+        vectors it was built from (a memory-mapped array too)."""
+        self = cls.__new__(cls)
+        self.config = config or RetrievalConfig()
+        self.n_items, self.dim = int(meta["n_items"]), int(meta["dim"])
+        self._vectors = vectors
+        self.index = faiss.read_index(str(directory / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        self.lifted = bool(meta["lifted"])
+        self._exact = None if self.lifted else self.index
+        self.kind, self.recall = str(meta["kind"]), meta.get("recall")
+        self.build_seconds = float(meta.get("build_seconds", 0.0))
+        return self
 
     def _build_ivf(self, vectors: np.ndarray, queries: np.ndarray | None) -> None:
         """IVF over the vectors lifted to a sphere, where inner-product order becomes L2 order.
@@ -147,7 +184,7 @@ class ItemIndex:
         at the boundary, which of them the exact search lists is arbitrary.
         """
         k = min(k, self.n_items)
-        if self.index is self.exact or k == 0 or len(queries) == 0:
+        if not self.lifted or k == 0 or len(queries) == 0:
             return 1.0
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         exact_scores, _ = self.exact.search(queries, k)
