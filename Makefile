@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 DEPS := pyproject.toml $(CONSTRAINTS)
 
-.PHONY: demo test lint unit integration bench install install-dev clean
+.PHONY: demo test lint system-deps unit integration bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,10 @@ lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: install-dev
