@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from recstack.bus import open_bus
+from recstack.bus import Bus, open_bus
 from recstack.bus.kafka import KafkaBus
 from recstack.errors import BackendUnavailable, ConfigurationError, MissingExtra
 from recstack.testing.broker import KafkaBroker
@@ -31,26 +31,38 @@ class TestKafkaBus(BusContract):
         return kafka_url
 
 
+def _publish_when_up(bus: Bus, topic: str, value: bytes, within_s: float = 30.0) -> None:
+    """Publish once the broker takes messages: on a loaded machine a fresh broker may miss a 1 s timeout."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            bus.publish(topic, [(b"k", value)])
+            return
+        except BackendUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.mark.kafka
 def test_an_unreachable_broker_fails_in_seconds_then_at_once(kafka_broker: KafkaBroker) -> None:
     bus = open_bus(kafka_broker.test_url, message_timeout_ms=1000)
     topic = f"t-{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([topic])
-    bus.publish(topic, [(b"k", b"before")])
+    _publish_when_up(bus, topic, b"before")
     kafka_broker.stop()
     assert not bus.ping()
     started = time.monotonic()
     with pytest.raises(BackendUnavailable):
         bus.publish(topic, [(b"k", b"while down")])
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # the 1 s message timeout, not librdkafka's default 300 s
     started = time.monotonic()
     with pytest.raises(BackendUnavailable, match="unreachable"):
         bus.publish(topic, [(b"k", b"again")])
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0  # known down: no second timeout
     kafka_broker.start()
-    time.sleep(1.0)
     bus.ensure_topics([topic])
-    bus.publish(topic, [(b"k", b"after")])
+    _publish_when_up(bus, topic, b"after")
     [got] = consume([bus.consumer([topic], f"g-{uuid.uuid4().hex[:8]}")], 1, 20)
     assert [m.value for m in got] == [b"after"]
     bus.close()
