@@ -258,6 +258,11 @@ class Recommender(ABC, Generic[C]):
         see the raw scores. Column order is `self.items`.
         """
 
+    def explain(self, user_idx: int, item_idx: np.ndarray) -> list[str] | None:
+        """One reason per item of a known user's recommendations, for the API (e.g. `collaborative`,
+        `because you watched <title>`); None leaves the reason to the serving layer."""
+        return None
+
     def item_embeddings(self) -> np.ndarray | None:
         """Item vectors (n_items × d, float32) whose inner products with `user_embeddings` give `score`,
         or None for models without a vector space (neighbourhood, content-sparse, popularity)."""

@@ -31,6 +31,7 @@ MODELS: Final[dict[str, str]] = {
     "sequence_knn": "recstack.models.sequence_knn:SequenceKNN",
     "sequence_ease": "recstack.models.sequence_ease:SequenceEASE",
     "ensemble": "recstack.models.ensemble:Ensemble",
+    "hybrid": "recstack.models.hybrid:HybridRecommender",
     "auto": "recstack.models.auto:AutoRecommender",
 }
 

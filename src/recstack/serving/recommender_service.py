@@ -390,7 +390,8 @@ class RecommendationService:
             if uidx < 0 and not any(w > 0 for _, w in usable):
                 return None
             idx, scores = self._score(model, aligned, uidx, allowed, k, usable)
-        picked = Picked([str(i) for i in model.item_ids[idx]], [float(s) for s in scores], [model.reason] * len(idx))
+        reasons = (model.model.explain(uidx, idx) if uidx >= 0 else None) or [model.reason] * len(idx)
+        picked = Picked([str(i) for i in model.item_ids[idx]], [float(s) for s in scores], reasons)
         if len(idx) < k:
             blocked_all = set(history.item_ids) | set(exclude) | set(picked.item_ids)
             if uidx >= 0 and model.seen is not None:
