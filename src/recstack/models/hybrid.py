@@ -244,7 +244,8 @@ class HybridRecommender(Recommender[HybridConfig]):
         self.generator_.save_models(directory / "sources")
 
     def _load_parts(self, directory: Path) -> None:
-        self.ranker_ = LambdaRanker.from_text((directory / "ranker.txt").read_text(encoding="utf-8"), self.config.ranker)
+        text = (directory / "ranker.txt").read_text(encoding="utf-8")
+        self.ranker_ = LambdaRanker.from_text(text, self.config.ranker)
         self.titles_ = json.loads((directory / "titles.json").read_text(encoding="utf-8"))
         self.candidate_recall_ = json.loads((directory / "ranker.json").read_text(encoding="utf-8"))["candidate_recall"]
         self.generator_ = CandidateGenerator.restore(self.config.candidates, self._state_cache, directory / "sources")

@@ -80,7 +80,9 @@ class ItemAttributes:
             category, n_cat = codes.astype(np.int64), len(uniques)
         else:
             category, n_cat = np.full(n_items, -1, dtype=np.int64), 0
-        duration = pd.to_numeric(items["duration_s"], errors="coerce").to_numpy(np.float64) if "duration_s" in items else nan
+        duration = nan
+        if "duration_s" in items:
+            duration = pd.to_numeric(items["duration_s"], errors="coerce").to_numpy(np.float64)
         created = epoch_ms(items["created_at"]) if "created_at" in items else nan.copy()
         return cls(category, duration, created, n_cat)
 
@@ -232,9 +234,9 @@ def _cross_block(log: EventLog, candidates: Candidates, user: np.ndarray, t: np.
     share = _ratio(in_category, log.by_user.total("positive", u_lo, u_hi))
     since = (t - p.last_time(lo, hi)) / _DAY
     # The user's top category at t: every (distinct user, t) pair against every category.
-    pairs, inverse = np.unique(np.stack([user, t]), axis=1, return_inverse=True)
-    grid_group = pairs[0][:, None] * n_cat + np.arange(n_cat)[None, :]
-    grid_t = np.broadcast_to(pairs[1][:, None], grid_group.shape)
+    _, first, inverse = np.unique(log.by_user._key(user, t), return_index=True, return_inverse=True)
+    grid_group = user[first][:, None] * n_cat + np.arange(n_cat)[None, :]
+    grid_t = np.broadcast_to(t[first][:, None], grid_group.shape)
     g_lo, g_hi = p.span(grid_group.ravel(), grid_t.ravel())
     counts = p.total("positive", g_lo, g_hi).reshape(grid_group.shape)
     top = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), -1)[inverse.ravel()]
@@ -252,15 +254,15 @@ def build_features(log: EventLog, candidates: Candidates, as_of: np.ndarray | in
     n = len(candidates)
     t = np.broadcast_to(np.asarray(as_of, dtype=np.int64), (n,)).copy()
     user = np.maximum(candidates.user, 0)
-    stamp = pd.to_datetime(t, unit="ms", utc=True)
     columns = [
         *_user_block(log, user, t),
         *_item_block(log, candidates.item, t),
         *candidates.scores.T.astype(np.float64),
         *candidates.ranks.T.astype(np.float64),
         *_cross_block(log, candidates, user, t),
-        stamp.hour.to_numpy(np.float64),
-        stamp.weekday.to_numpy(np.float64),
+        ((t // 3_600_000) % 24).astype(np.float64),
+        # 1970-01-01 was a Thursday (weekday 3, Monday = 0).
+        ((t // int(_DAY) + 3) % 7).astype(np.float64),
     ]
     out = np.column_stack(columns).astype(np.float32) if n else np.empty((0, len(feature_names())), np.float32)
     unknown = candidates.user < 0

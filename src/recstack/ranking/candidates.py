@@ -10,7 +10,7 @@ Sources (names in `SOURCES`, column order of `Candidates.scores`):
   ("because you watched <anchor>");
 - `content`: cosine between the TF-IDF vectors (`recstack.models.tfidf`) of the candidate and a profile of
   the user's recent items; its anchor is the recent item most similar to the candidate;
-- `sequential`: a sequence-aware model's scores (`sequence_knn` by default; any catalogue name, e.g. a deep
+- `sequential`: a sequence-aware model's scores (`sequence_ease` by default; any catalogue name, e.g. a deep
   sequential model once it is registered);
 - `trending`: popularity decayed by `trending_half_life_days` before the reference time;
 - `new`: items created within `new_days` before the reference time (needs `created_at` in the items).
@@ -56,7 +56,7 @@ class CandidateConfig(BaseModel):
     collaborative_params: dict[str, Any] = Field(default_factory=lambda: {"l2": 8.0, "l2_relative": True})
     embedding: str | None = "als"
     embedding_params: dict[str, Any] = Field(default_factory=lambda: {"factors": 64, "num_threads": 1})
-    sequential: str | None = "sequence_knn"
+    sequential: str | None = "sequence_ease"
     sequential_params: dict[str, Any] = Field(default_factory=dict)
     content: bool = True
     recent: int = Field(default=20, ge=1)
@@ -194,7 +194,7 @@ class CandidateGenerator:
         parts: list[Candidates] = []
         for lo in range(0, len(users), _BATCH):
             batch = users[lo : lo + _BATCH]
-            dense = {s: self._dense(s, batch) for s in ("collaborative", "sequential") if s in self.models}
+            dense: dict[str, np.ndarray] = {s: self._dense(s, batch) for s in ("collaborative", "sequential") if s in self.models}
             found = self._embedding(batch, history)
             for row, user in enumerate(batch):
                 per_source = self._per_user(user, row, dense, found, history, trending, new)
@@ -341,6 +341,7 @@ class CandidateGenerator:
 
     def save_models(self, directory: Path) -> None:
         """Each model source under `directory/<source>/` (its own json + npz)."""
+        directory.mkdir(parents=True, exist_ok=True)
         (directory / "sources.json").write_text(json.dumps(sorted(self.models)), encoding="utf-8")
         for source, model in self.models.items():
             model.save(directory / source)
@@ -376,7 +377,8 @@ def _union(
     items = [p[0] for p in per_source.values()]
     if not items:
         empty = np.empty(0, dtype=np.int64)
-        return Candidates(empty, empty, np.empty((0, n_sources), np.float32), np.empty((0, n_sources), np.float32), empty)
+        nothing = np.empty((0, n_sources), np.float32)
+        return Candidates(empty, empty, nothing, nothing.copy(), empty)
     unique, inverse = np.unique(np.concatenate(items), return_inverse=True)
     scores = np.full((len(unique), n_sources), np.nan, dtype=np.float32)
     ranks = np.full((len(unique), n_sources), np.nan, dtype=np.float32)
@@ -399,7 +401,8 @@ def _concat(parts: list[Candidates]) -> Candidates:
     n_sources = len(SOURCES)
     if not parts:
         empty = np.empty(0, dtype=np.int64)
-        return Candidates(empty, empty, np.empty((0, n_sources), np.float32), np.empty((0, n_sources), np.float32), empty)
+        nothing = np.empty((0, n_sources), np.float32)
+        return Candidates(empty, empty, nothing, nothing.copy(), empty)
     return Candidates(
         np.concatenate([p.user for p in parts]),
         np.concatenate([p.item for p in parts]),

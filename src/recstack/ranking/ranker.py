@@ -44,7 +44,9 @@ def graded_labels(
     """
     n = len(events)
     kinds = events["event_type"].astype(str).to_numpy() if "event_type" in events else None
-    value = pd.to_numeric(events["value"], errors="coerce").to_numpy(np.float64) if "value" in events else np.full(n, np.nan)
+    value = np.full(n, np.nan)
+    if "value" in events:
+        value = pd.to_numeric(events["value"], errors="coerce").to_numpy(np.float64)
     if kinds is None:
         kinds = np.where(np.isnan(value), "view", "rating")
     grade = np.array([GRADES.get(k, 1) for k in kinds], dtype=np.int64)
@@ -65,7 +67,7 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_estimators: int = Field(default=300, ge=1)
-    learning_rate: float = Field(default=0.05, gt=0.0)
+    learning_rate: float = Field(default=0.1, gt=0.0)
     num_leaves: int = Field(default=31, ge=2)
     min_child_samples: int = Field(default=20, ge=1)
     feature_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
@@ -95,7 +97,7 @@ class LambdaRanker:
         held out for early stopping.
         """
         cfg = self.config
-        query_ids, starts, sizes = np.unique(groups, return_index=True, return_counts=True)
+        _, starts, sizes = np.unique(groups, return_index=True, return_counts=True)
         order = np.argsort(starts)
         starts, sizes = starts[order], sizes[order]
         best = np.maximum.reduceat(labels, starts) if len(labels) else np.empty(0)
@@ -122,7 +124,7 @@ class LambdaRanker:
             "label_gain": [0, 1, 3, 7, 15],
         }
         train = lgb.Dataset(sets[0][0], sets[0][1], group=sets[0][2], feature_name=names, free_raw_data=True)
-        callbacks = []
+        callbacks: list[Any] = []
         valid_sets = []
         if len(sets[1][2]):
             valid_sets = [lgb.Dataset(sets[1][0], sets[1][1], group=sets[1][2], reference=train)]
