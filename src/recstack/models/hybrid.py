@@ -1,11 +1,13 @@
 """The hybrid: candidate sources → point-in-time features → a LightGBM LambdaRank ranker, as one Recommender.
 
-Training follows the question production asks (what will the user pick next?). The training events are cut
-at a time T (the `label_share` newest events lie after it): candidate sources are fitted on the events
-before T, every user who engaged after T gets candidates and features as of T, and the ranker learns which
-candidates the user actually took up after T (graded: share > like > long watch > watch; skips, bounces
-and candidates left alone are 0). The sources are then refitted on all training events, and at scoring time
-candidates and features are computed as of the newest training event — the same code on both sides.
+Training follows the question production asks (what will the user pick next?). Each user's training
+events are cut at their own time T_u (`label_split="per_user"`: the user's `label_share` newest events lie
+after it; `"global"`: one T for everyone at that quantile of all events). Candidate sources are fitted on
+the events before the cuts, every user who engaged after theirs gets candidates and features as of T_u, and
+the ranker learns which candidates the user actually took up after T_u (graded: share > like > long watch
+> watch; skips, bounces and candidates left alone are 0). The sources are then refitted on all training
+events; at scoring time a user's features are computed as of just after their newest known event (the
+moment "what next?" is asked) — the same code on both sides.
 
 `score` gives ranker scores to a user's candidates and a low floor (ordered by trending) to everything
 else, so `recommend` returns ranked candidates first; `explain` names each item's source for the API:
@@ -19,7 +21,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +47,8 @@ class HybridConfig(RecommenderConfig):
 
     candidates: CandidateConfig = Field(default_factory=CandidateConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
-    label_share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    label_share: float = Field(default=0.25, gt=0.0, lt=1.0)
+    label_split: Literal["per_user", "global"] = "per_user"
     max_train_users: int = Field(default=4000, ge=10)
     seed: int = 42
 
@@ -122,11 +125,12 @@ class HybridRecommender(Recommender[HybridConfig]):
     def _train_ranker(self, frame: pd.DataFrame, data: TrainingData, attributes: ItemAttributes) -> None:
         cfg = self.config
         stamps = frame["timestamp"].to_numpy(np.int64)
-        cut = int(np.quantile(stamps, 1.0 - cfg.label_share))
-        before, after = frame.loc[stamps < cut], frame.loc[stamps >= cut]
+        n_users, n_items = len(data.users), len(data.items)
+        user_cut = self._cuts(frame, n_users)
+        in_label = stamps >= user_cut[frame["user_idx"].to_numpy(np.int64)]
+        before, after = frame.loc[~in_label], frame.loc[in_label]
         if before.empty or after.empty:
             raise ConfigurationError("the hybrid needs interactions spread over time to train its ranker")
-        n_users, n_items = len(data.users), len(data.items)
         history = UserHistory.from_events(before, n_users)
         grades = graded_labels(after, attributes.duration_s)
         pair = after["user_idx"].to_numpy(np.int64) * n_items + after["item_idx"].to_numpy(np.int64)
@@ -140,8 +144,8 @@ class HybridRecommender(Recommender[HybridConfig]):
         generator = CandidateGenerator(cfg.candidates).fit(
             before, history, data.users.ids, data.items.ids, data.item_features
         )
-        candidates = generator.generate(users, history, cut)
-        features = build_features(EventLog(before, n_users, attributes), candidates, cut)
+        candidates = generator.generate(users, history, int(user_cut[users].max()))
+        features = build_features(EventLog(before, n_users, attributes), candidates, user_cut[candidates.user])
         asked = candidates.user * n_items + candidates.item
         where = np.searchsorted(keys, asked)
         found = (where < len(keys)) & (keys[np.minimum(where, len(keys) - 1)] == asked)
@@ -154,6 +158,31 @@ class HybridRecommender(Recommender[HybridConfig]):
         self.candidate_recall_ = recall
         self.ranker_ = LambdaRanker(cfg.ranker).fit(features, labels, candidates.user, feature_names())
 
+    def _cuts(self, frame: pd.DataFrame, n_users: int) -> np.ndarray:
+        """Per user, the time from which their events are ranker labels (int64 epoch ms; max: none)."""
+        stamps = frame["timestamp"].to_numpy(np.int64)
+        cfg = self.config
+        if cfg.label_split == "global":
+            return np.full(n_users, int(np.quantile(stamps, 1.0 - cfg.label_share)), dtype=np.int64)
+        users = frame["user_idx"].to_numpy(np.int64)
+        order = np.lexsort((stamps, users))
+        sizes = np.bincount(users, minlength=n_users)
+        start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        held = np.where(sizes >= 2, np.clip(np.ceil(cfg.label_share * sizes).astype(np.int64), 1, sizes - 1), 0)
+        cut = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
+        has = held > 0
+        cut[has] = stamps[order][(start + sizes - held)[has]]
+        return cut
+
+    def reference_times(self, users: np.ndarray) -> np.ndarray:
+        """Per user, the time features are computed at: just after their newest training event."""
+        h = self.history_
+        users = np.asarray(users, dtype=np.int64)
+        out = np.full(len(users), self.as_of_, dtype=np.int64)
+        known = (users >= 0) & (np.diff(h.indptr)[np.maximum(users, 0)] > 0)
+        out[known] = h.times[h.indptr[users[known] + 1] - 1] + 1
+        return out
+
     # ---- scoring ------------------------------------------------------------------------------------
 
     def _candidates(self, users: np.ndarray) -> tuple[Candidates, np.ndarray]:
@@ -163,7 +192,8 @@ class HybridRecommender(Recommender[HybridConfig]):
             if last is not None and last[0] == int(users[0]):
                 return last[1], last[2]
         candidates = self.generator_.generate(users, self.history_, self.as_of_)
-        scores = self.ranker_.predict(build_features(self.log_, candidates, self.as_of_))
+        at = self.reference_times(candidates.user)
+        scores = self.ranker_.predict(build_features(self.log_, candidates, at))
         if len(users) == 1:
             with self._lock:
                 self._last = (int(users[0]), candidates, scores)
@@ -195,6 +225,16 @@ class HybridRecommender(Recommender[HybridConfig]):
             anchor = int(candidates.anchor[row])
             reasons.append(reason_of(candidates.sources_of(row), self.titles_[anchor] if anchor >= 0 else None))
         return reasons
+
+    def ranking_features(self, user_idx: int, item_idx: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+        candidates, _ = self._candidates(np.array([user_idx], dtype=np.int64))
+        position = {int(i): r for r, i in enumerate(candidates.item.tolist())}
+        features = build_features(self.log_, candidates, self.reference_times(candidates.user))
+        out = np.full((len(item_idx), features.shape[1]), np.nan, dtype=np.float32)
+        for row, item in enumerate(np.asarray(item_idx).tolist()):
+            if int(item) in position:
+                out[row] = features[position[int(item)]]
+        return feature_names(), out
 
     def _item_similarity(self, item_idx: np.ndarray) -> np.ndarray:
         covisit = self.generator_.covisit
