@@ -145,7 +145,9 @@ class HybridRecommender(Recommender[HybridConfig]):
             before, history, data.users.ids, data.items.ids, data.item_features
         )
         candidates = generator.generate(users, history, int(user_cut[users].max()))
-        features = build_features(EventLog(before, n_users, attributes), candidates, user_cut[candidates.user])
+        # As at serving: a user's features are taken just after their newest event before the cut.
+        at = _after_newest(history, candidates.user, user_cut[candidates.user])
+        features = build_features(EventLog(before, n_users, attributes), candidates, at)
         asked = candidates.user * n_items + candidates.item
         where = np.searchsorted(keys, asked)
         found = (where < len(keys)) & (keys[np.minimum(where, len(keys) - 1)] == asked)
@@ -176,12 +178,8 @@ class HybridRecommender(Recommender[HybridConfig]):
 
     def reference_times(self, users: np.ndarray) -> np.ndarray:
         """Per user, the time features are computed at: just after their newest training event."""
-        h = self.history_
         users = np.asarray(users, dtype=np.int64)
-        out = np.full(len(users), self.as_of_, dtype=np.int64)
-        known = (users >= 0) & (np.diff(h.indptr)[np.maximum(users, 0)] > 0)
-        out[known] = h.times[h.indptr[users[known] + 1] - 1] + 1
-        return out
+        return _after_newest(self.history_, users, np.full(len(users), self.as_of_, dtype=np.int64))
 
     # ---- scoring ------------------------------------------------------------------------------------
 
@@ -300,3 +298,11 @@ class HybridRecommender(Recommender[HybridConfig]):
         frame["event_type"] = np.where(watched, "watch", "other")
         frame["value"] = self.watch_value_
         return frame
+
+
+def _after_newest(history: UserHistory, users: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """1 ms after each user's newest event in `history` (`default` for a user without one)."""
+    out = default.astype(np.int64, copy=True)
+    known = (users >= 0) & (np.diff(history.indptr)[np.maximum(users, 0)] > 0)
+    out[known] = history.times[history.indptr[users[known] + 1] - 1] + 1
+    return out

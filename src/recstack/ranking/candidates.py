@@ -194,7 +194,9 @@ class CandidateGenerator:
         parts: list[Candidates] = []
         for lo in range(0, len(users), _BATCH):
             batch = users[lo : lo + _BATCH]
-            dense: dict[str, np.ndarray] = {s: self._dense(s, batch) for s in ("collaborative", "sequential") if s in self.models}
+            dense: dict[str, np.ndarray] = {
+                s: self._dense(s, batch) for s in ("collaborative", "sequential") if s in self.models
+            }
             found = self._embedding(batch, history)
             for row, user in enumerate(batch):
                 per_source = self._per_user(user, row, dense, found, history, trending, new)

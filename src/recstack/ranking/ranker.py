@@ -62,20 +62,26 @@ def graded_labels(
 
 
 class RankerConfig(BaseModel):
-    """LightGBM LambdaRank settings; `n_estimators` is a ceiling, early stopping on held-out users decides."""
+    """LightGBM LambdaRank settings; `n_estimators` is a ceiling, early stopping on held-out users decides.
+
+    Small leaves with many examples each: with 31 leaves and 20 examples the held-out NDCG peaked after
+    10–35 trees and the ranker fell below its best source on the synthetic platform (0.9955×); these
+    settings reached 1.015× there (1,200 users, protocol T)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_estimators: int = Field(default=300, ge=1)
-    learning_rate: float = Field(default=0.1, gt=0.0)
-    num_leaves: int = Field(default=31, ge=2)
-    min_child_samples: int = Field(default=20, ge=1)
-    feature_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
-    early_stopping_rounds: int = Field(default=30, ge=1)
+    n_estimators: int = Field(default=400, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0.0)
+    num_leaves: int = Field(default=15, ge=2)
+    min_child_samples: int = Field(default=200, ge=1)
+    feature_fraction: float = Field(default=0.7, gt=0.0, le=1.0)
+    early_stopping_rounds: int = Field(default=60, ge=1)
     eval_at: int = Field(default=10, ge=1)
     validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
     num_threads: int = Field(default=2, ge=1)
     seed: int = 42
+    label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0, 15.0)
+    """NDCG gain of grades 0–4 (LightGBM's default 2^g − 1)."""
 
 
 class LambdaRanker:
@@ -121,7 +127,7 @@ class LambdaRanker:
             "num_threads": cfg.num_threads,
             "seed": cfg.seed,
             "verbosity": -1,
-            "label_gain": [0, 1, 3, 7, 15],
+            "label_gain": list(cfg.label_gain),
         }
         train = lgb.Dataset(sets[0][0], sets[0][1], group=sets[0][2], feature_name=names, free_raw_data=True)
         callbacks: list[Any] = []
