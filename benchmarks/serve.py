@@ -39,7 +39,7 @@ TARGETS = {"uncached_p99_ms": 30.0, "throughput_ratio": 0.5, "cached_p99_ms": 5.
 
 # ---- setup ------------------------------------------------------------------------------------------------
 
-def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str, Any]:
+def setup(workdir: Path, users: int, items: int, interactions: int, model_name: str = "als") -> dict[str, Any]:
     marker = workdir / "setup.json"
     if marker.exists():
         return dict(json.loads(marker.read_text()))
@@ -64,7 +64,7 @@ def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str,
 
     def batches() -> Any:
         for chunk in iter_interactions(config, chunk_size=250_000):
-            chunks.append(chunk[["user_id", "item_id", "event_type", "value"]])
+            chunks.append(chunk[["user_id", "item_id", "event_type", "value", "timestamp"]])
             yield RawBatch(chunk.assign(_location="synthetic"))
 
     ingest(store, batches(), "synthetic", IngestOptions("interactions"))
@@ -72,7 +72,12 @@ def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str,
     timings["generate_and_ingest_s"] = time.perf_counter() - started
     started = time.perf_counter()
     frame = pd.concat(chunks, ignore_index=True)
-    model = create("als", factors=32, iterations=10, regularization=0.05).fit(frame, item_frame)
+    if model_name == "hybrid":
+        # The full hybrid (sources → features → LambdaRank); EASE's dense solve does not fit 100,000 items.
+        model = create("hybrid", candidates={"collaborative": None}).fit(frame, item_frame)
+    else:
+        als = create("als", factors=32, iterations=10, regularization=0.05)
+        model = als.fit(frame.drop(columns="timestamp"), item_frame)
     timings["train_s"] = time.perf_counter() - started
     started = time.perf_counter()
     registry = Registry(f"sqlite:///{(workdir / 'mlflow.db').resolve()}", "recstack", cache_dir=workdir / "model-cache")
@@ -80,9 +85,20 @@ def setup(workdir: Path, users: int, items: int, interactions: int) -> dict[str,
     registry.promote(version.version, force=True)
     timings["register_s"] = time.perf_counter() - started
     info = {"users": users, "items": items, "interactions": interactions, "timings": timings,
-            "model": "als", "factors": 32, "version": version.version}
+            "model": model_name, "version": version.version}
     marker.write_text(json.dumps(info, indent=2))
     return info
+
+
+def served_users(workdir: Path, users_file: Path) -> dict[str, Any]:
+    """The champion's users, written for the load generator (a model without embeddings has no index)."""
+    from recstack.registry import Registry
+
+    registry = Registry(f"sqlite:///{(workdir / 'mlflow.db').resolve()}", "recstack", cache_dir=workdir / "model-cache")
+    champion = registry.champion()
+    assert champion is not None
+    users_file.write_text(json.dumps(registry.load(champion).users.ids.tolist()))
+    return {"index": "none (the hybrid ranks its own candidates)"}
 
 
 def recall(workdir: Path, users_file: Path) -> dict[str, Any]:
@@ -241,6 +257,7 @@ def main() -> None:
     parser.add_argument("--interactions", type=int, default=2_500_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recstack-bench-serve"))
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--model", choices=["als", "hybrid"], default="als", help="the champion to serve")
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -248,10 +265,10 @@ def main() -> None:
         client_main(int(port), json.loads(Path(users_file).read_text()), args.seconds, Path(out))
         return
 
-    info = setup(args.workdir, args.users, args.items, args.interactions)
+    info = setup(args.workdir, args.users, args.items, args.interactions, args.model)
     print(f"setup: {json.dumps(info['timings'])}")
     users_file = args.workdir / "users.json"
-    retrieval = recall(args.workdir, users_file)
+    retrieval = recall(args.workdir, users_file) if args.model == "als" else served_users(args.workdir, users_file)
     print(f"retrieval: {retrieval}")
     port = free_port()
     env = {**os.environ, "RECSTACK_HOME": str(args.workdir), "RECSTACK_CACHE_URL": "memory://",
@@ -302,8 +319,9 @@ def main() -> None:
         "setup": info, "server_startup_s": startup_s, "retrieval": retrieval, "client": client,
         "server_metrics": metrics, "summary": summary, "targets": TARGETS, "passed": passed,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    path = RESULTS if args.model == "als" else RESULTS.with_name(f"serve-{args.model}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     print(json.dumps({"summary": summary, "passed": passed}, indent=2))
 
 
