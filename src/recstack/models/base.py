@@ -258,6 +258,16 @@ class Recommender(ABC, Generic[C]):
         see the raw scores. Column order is `self.items`.
         """
 
+    def explain(self, user_idx: int, item_idx: np.ndarray) -> list[str] | None:
+        """One reason per item of a known user's recommendations, for the API (e.g. `collaborative`,
+        `because you watched <title>`); None leaves the reason to the serving layer."""
+        return None
+
+    def ranking_features(self, user_idx: int, item_idx: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+        """The features a learned ranker scored these items of a known user with (names, len × n float32),
+        for the impression log; None for a model without a ranker."""
+        return None
+
     def item_embeddings(self) -> np.ndarray | None:
         """Item vectors (n_items × d, float32) whose inner products with `user_embeddings` give `score`,
         or None for models without a vector space (neighbourhood, content-sparse, popularity)."""

@@ -33,6 +33,7 @@ MODELS: Final[dict[str, str]] = {
     "sasrec": "recstack.models.sequential:SASRec",
     "two_tower": "recstack.models.two_tower:TwoTower",
     "ensemble": "recstack.models.ensemble:Ensemble",
+    "hybrid": "recstack.models.hybrid:HybridRecommender",
     "auto": "recstack.models.auto:AutoRecommender",
 }
 

@@ -152,7 +152,9 @@ def create_app(
             metrics.set_model(None, None)
         reloader.start()
         if settings.log_impressions:
-            service.impressions = ImpressionLog(the_store)
+            from recstack.storage.lake import Lake
+
+            service.impressions = ImpressionLog(the_store, lake=Lake(settings.lake_root))
             service.impressions.start()
         app.state.service, app.state.reloader, app.state.store = service, reloader, the_store
         app.state.intake = intake

@@ -14,19 +14,24 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from recstack.storage import Store
 from recstack.storage.impressions import IMPRESSION_COLUMNS
 
+if TYPE_CHECKING:
+    from recstack.storage.lake import Lake
+
 __all__ = ["ImpressionLog"]
 
 logger = logging.getLogger(__name__)
 
-_Entry = tuple[int, str, bytes, int | None]
+# served_at, user_id, answer body, model version, and the serving model when its features are logged.
+_Entry = tuple[int, str, bytes, int | None, Any]
 _JOIN_S: Final = 10.0
 
 
@@ -45,8 +50,10 @@ class ImpressionLog:
         batch_size: int = 500,
         flush_interval_s: float = 1.0,
         max_buffered: int = 50_000,
+        lake: Lake | None = None,
     ) -> None:
         self.store = store
+        self.lake = lake
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_buffered = max_buffered
@@ -58,13 +65,16 @@ class ImpressionLog:
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
 
-    def record(self, user_id: str, body: bytes, model_version: int | None) -> None:
-        """Note that `body` (a recommendation answer's JSON, with its `items`) was served to `user_id` now."""
+    def record(self, user_id: str, body: bytes, model_version: int | None, model: Any = None) -> None:
+        """Note that `body` (a recommendation answer's JSON, with its `items`) was served to `user_id` now.
+
+        With a `lake` and the `ServingModel` that answered, the writer thread (never the request) also asks the
+        model for the ranking features of the items shown and appends them to the lake."""
         queued = len(self._queue)
         if queued >= self.max_buffered:
             self.dropped += 1
             return
-        self._queue.append((time.time_ns() // 1_000_000, user_id, body, model_version))
+        self._queue.append((time.time_ns() // 1_000_000, user_id, body, model_version, model))
         if queued + 1 == self.batch_size:
             self._wake.set()
 
@@ -106,8 +116,10 @@ class ImpressionLog:
         frame = _frame(entries)
         if frame.empty:
             return 0
+        if self.lake is not None:
+            self._write_features(entries, frame)
         try:
-            written = self.store.write_impressions(frame)
+            written = self.store.write_impressions(frame.drop(columns="entry"))
         except Exception as exc:
             self.dropped += len(entries)
             logger.warning("impression log: dropped %d answers the store did not take: %s", len(entries), exc)
@@ -116,9 +128,34 @@ class ImpressionLog:
         return written
 
 
+    def _write_features(self, entries: list[_Entry], frame: pd.DataFrame) -> None:
+        assert self.lake is not None
+        parts = []
+        for entry, rows in frame.groupby("entry", sort=False):
+            _, user_id, _, _, model = entries[int(entry)]
+            if model is None:
+                continue
+            uidx = model.user_pos.get(user_id, -1)
+            item_idx = model.items.index(rows["item_id"].to_numpy(dtype=object))
+            found = model.model.ranking_features(uidx, item_idx) if uidx >= 0 else None
+            if found is None:
+                continue
+            names, matrix = found
+            parts.append(
+                rows.drop(columns="entry").assign(
+                    feature_names=[names] * len(rows), features=[np.asarray(r, dtype=np.float32) for r in matrix]
+                )
+            )
+        if parts:
+            try:
+                self.lake.write_impression_features(pd.concat(parts, ignore_index=True))
+            except Exception as exc:
+                logger.warning("impression log: features of %d answers not written to the lake: %s", len(parts), exc)
+
+
 def _frame(entries: list[_Entry]) -> pd.DataFrame:
-    rows: list[tuple[int, str, str, int, int | None, str]] = []
-    for served_at, user_id, body, version in entries:
+    rows: list[tuple[int, str, str, int, int | None, str, int]] = []
+    for entry, (served_at, user_id, body, version, _) in enumerate(entries):
         try:
             items = orjson.loads(body).get("items", [])
         except (orjson.JSONDecodeError, AttributeError):
@@ -126,7 +163,7 @@ def _frame(entries: list[_Entry]) -> pd.DataFrame:
             continue
         request_id = uuid.uuid4().hex
         rows.extend(
-            (served_at, user_id, str(item["item_id"]), position, version, request_id)
+            (served_at, user_id, str(item["item_id"]), position, version, request_id, entry)
             for position, item in enumerate(items, start=1)
         )
-    return pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
+    return pd.DataFrame(rows, columns=[*IMPRESSION_COLUMNS, "entry"])

@@ -299,7 +299,7 @@ class RecommendationService:
             if body is not None:
                 self._cache_hit.inc()
                 if self.impressions is not None:
-                    self.impressions.record(user_id, body, model.version if model else None)
+                    self.impressions.record(user_id, body, model.version if model else None, model)
                 return Answer(body, {**headers, "X-Cache": "hit"})
             if self.cache_ok:
                 self._cache_miss.inc()
@@ -309,7 +309,7 @@ class RecommendationService:
         if key is not None:
             self._cache_call(self.cache.set, key, body, self.cache_ttl_s)
         if self.impressions is not None:
-            self.impressions.record(user_id, body, model.version if model else None)
+            self.impressions.record(user_id, body, model.version if model else None, model)
         return Answer(body, {**headers, "X-Cache": "miss"})
 
     def _compute(
@@ -433,7 +433,8 @@ class RecommendationService:
             if uidx < 0 and not any(w > 0 for _, w in usable):
                 return None
             idx, scores = self._score(model, aligned, uidx, allowed, k, usable)
-        picked = Picked([str(i) for i in model.item_ids[idx]], [float(s) for s in scores], [model.reason] * len(idx))
+        reasons = (model.model.explain(uidx, idx) if uidx >= 0 else None) or [model.reason] * len(idx)
+        picked = Picked([str(i) for i in model.item_ids[idx]], [float(s) for s in scores], reasons)
         if len(idx) < k:
             blocked_all = set(history.item_ids) | set(exclude) | set(picked.item_ids)
             if uidx >= 0 and model.seen is not None:

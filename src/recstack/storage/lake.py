@@ -183,6 +183,29 @@ class Lake:
             con.close()
 
 
+    def write_impression_features(self, frame: pd.DataFrame) -> str:
+        """Append served impressions with the ranking features the model saw, for training on what was
+        shown and not taken: `<root>/impressions/date=YYYY-MM-DD/part-<uuid>.parquet`, one row per item
+        (`served_at`, `user_id`, `item_id`, `position`, `model_version`, `request_id`, `feature_names`,
+        `features`). Returns the file written."""
+        import uuid
+
+        day = pd.Timestamp(int(frame["served_at"].iloc[0]), unit="ms", tz="UTC").strftime("%Y-%m-%d")
+        folder = f"{self.root}/impressions/date={day}"
+        self.fs.makedirs(folder, exist_ok=True)
+        path = f"{folder}/part-{uuid.uuid4().hex}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, filesystem=self._arrow_fs)
+        return path
+
+    def read_impression_features(self) -> pd.DataFrame:
+        """Every impression row written by `write_impression_features` (empty frame when none)."""
+        folder = f"{self.root}/impressions"
+        if not self.fs.exists(folder):
+            return pd.DataFrame()
+        dataset = ds.dataset(folder, filesystem=self._arrow_fs, format="parquet", partitioning="hive")
+        return dataset.to_table().to_pandas()
+
+
 def _jsonable(frame: pd.DataFrame) -> pd.DataFrame:
     """Free-form attribute documents go to Parquet as JSON text; they have no common schema."""
     out = frame.copy()
