@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from recstack.bus import Bus, open_bus
+from recstack.bus import open_bus
 from recstack.bus.kafka import KafkaBus
 from recstack.errors import BackendUnavailable, ConfigurationError, MissingExtra
 from recstack.testing.broker import KafkaBroker
-from recstack.testing.bus import BusContract, consume
+from recstack.testing.bus import BusContract, consume, publish_when_up
 
 
 class TestMemoryBus(BusContract):
@@ -31,25 +31,12 @@ class TestKafkaBus(BusContract):
         return kafka_url
 
 
-def _publish_when_up(bus: Bus, topic: str, value: bytes, within_s: float = 30.0) -> None:
-    """Publish once the broker takes messages: on a loaded machine a fresh broker may miss a 1 s timeout."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            bus.publish(topic, [(b"k", value)])
-            return
-        except BackendUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 @pytest.mark.kafka
 def test_an_unreachable_broker_fails_in_seconds_then_at_once(kafka_broker: KafkaBroker) -> None:
     bus = open_bus(kafka_broker.test_url, message_timeout_ms=1000)
     topic = f"t-{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([topic])
-    _publish_when_up(bus, topic, b"before")
+    publish_when_up(bus, topic, [(b"k", b"before")])
     kafka_broker.stop()
     assert not bus.ping()
     started = time.monotonic()
@@ -62,7 +49,7 @@ def test_an_unreachable_broker_fails_in_seconds_then_at_once(kafka_broker: Kafka
     assert time.monotonic() - started < 1.0  # known down: no second timeout
     kafka_broker.start()
     bus.ensure_topics([topic])
-    _publish_when_up(bus, topic, b"after")
+    publish_when_up(bus, topic, [(b"k", b"after")])
     [got] = consume([bus.consumer([topic], f"g-{uuid.uuid4().hex[:8]}")], 1, 20)
     assert [m.value for m in got] == [b"after"]
     bus.close()

@@ -23,8 +23,9 @@ from typing import ClassVar
 import pytest
 
 from recstack.bus import Bus, Consumer, Message, open_bus
+from recstack.errors import BackendUnavailable
 
-__all__ = ["BusContract", "Join", "consume", "joined", "settle"]
+__all__ = ["BusContract", "Join", "consume", "joined", "publish_when_up", "settle"]
 
 Join = Callable[[Sequence[str], str], Consumer]
 
@@ -42,6 +43,19 @@ def consume(members: Sequence[Consumer], count: int, timeout_s: float) -> list[l
         for i, member in enumerate(members):
             got[i].extend(member.poll(max_messages=count, timeout_s=0.05))
     return got
+
+
+def publish_when_up(bus: Bus, topic: str, messages: list[tuple[bytes | None, bytes]], within_s: float = 30.0) -> None:
+    """Publish once the broker takes messages: on a loaded machine a fresh broker may miss a short timeout."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            bus.publish(topic, messages)
+            return
+        except BackendUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def settle(members: Sequence[Consumer], seconds: float) -> list[Message]:
