@@ -41,7 +41,10 @@ class Unauthenticated(RecstackError):
     """A request without a key, or with a key that is unknown, malformed or revoked."""
 
     status_code = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="recstack"'}
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="recstack"'}
 
 
 class Forbidden(RecstackError):
