@@ -65,6 +65,12 @@ class RateLimited(RecstackError):
         super().__init__(f"rate limit exceeded: retry after {seconds} s")
 
 
+class Conflict(RecstackError):
+    """A request the current state forbids (a key revoking itself)."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(RecstackError):
     """A request body (or a batch in it) over the configured limit."""
 

@@ -39,6 +39,8 @@ def _finish(document: dict[str, Any], settings: Settings) -> None:
     schemas.update(batch.pop("$defs", {}))
     batch["properties"]["events"]["maxItems"] = settings.max_events_per_batch
     schemas["EventBatch"] = batch
+    shapes = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    shapes["anyOf"][2]["maxItems"] = settings.max_events_per_batch
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     keyless = settings.auth == "none"

@@ -9,12 +9,14 @@ text: no stack trace or internal message ever reaches a client.
 from __future__ import annotations
 
 import logging
+import re
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from recstack.errors import RecstackError
 from recstack.serving.schemas import ErrorOut, validation_body
@@ -31,6 +33,23 @@ def error_response(exc: RecstackError) -> JSONResponse:
     status = exc.status_code
     detail = str(exc) if status < 500 else _PUBLIC_5XX.get(status, "internal error")
     return JSONResponse({"detail": detail}, status_code=status, headers=exc.headers)
+
+
+class _AllowedMethods:
+    """Every documented method of the path a request named: a 405's `Allow`. (Starlette's lists only the
+    methods of the first route that matched the path, not of every route on it.)"""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._paths: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, path: str) -> str | None:
+        if self._paths is None:
+            self._paths = [
+                (compile_path(template)[0], ", ".join(sorted(m.upper() for m in operations)))
+                for template, operations in self.app.openapi().get("paths", {}).items()
+            ]
+        return next((methods for pattern, methods in self._paths if pattern.match(path)), None)
 
 
 def install(app: FastAPI) -> None:
@@ -51,11 +70,16 @@ def install(app: FastAPI) -> None:
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(validation_body(exc.errors()), status_code=422)
 
+    allowed = _AllowedMethods(app)
+
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         body = ErrorOut(detail=detail).model_dump(exclude_none=True)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed(request.url.path) or headers.get("Allow", "")
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

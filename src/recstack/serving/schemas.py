@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 __all__ = [
     "ErrorOut",
@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 Reason = Literal["collaborative", "content", "trending"]
-Scalar = str | int | float
+# Strict: a JSON `false` is not the integer 0 and `"1.5"` is not a number, exactly as the document says.
+Scalar = StrictStr | StrictInt | StrictFloat
 
 
 def _nul_at(value: Any, path: str) -> str | None:
@@ -59,7 +60,7 @@ def _nul_at(value: Any, path: str) -> str | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="after")
     def _no_nul(self) -> Self:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
-from recstack.errors import InvalidRecord, PayloadTooLarge
+from recstack.errors import InvalidRecord
 from recstack.serving.deps import IntakeDep, MetricsDep, ServiceDep, SettingsDep, WriteCaller
 from recstack.serving.events import take_events
 from recstack.serving.routes.common import ERRORS
@@ -57,10 +57,11 @@ async def post_events(
     request: Request, service: ServiceDep, intake: IntakeDep, settings: SettingsDep, metrics: MetricsDep,
     _: WriteCaller,
 ) -> Response:
-    """Feedback: one event, `{"events": [...]}` or a list (at most the server's `max_events_per_batch`,
-    413 beyond). The user's next answer reflects it at once. A single invalid event is a 422 naming the
-    field; a batch answers 202 with a report per record (accepted, duplicate — the event_id was stored
-    before — or rejected with the reason). Needs scope `write`."""
+    """Feedback: one event, `{"events": [...]}` or a list: at most the server's `max_events_per_batch`
+    events (422 beyond) in at most `max_body_bytes` (413 beyond). The user's next answer reflects it at
+    once. A single invalid event is a 422 naming the field; a batch answers 202 with a report per record
+    (accepted, duplicate — the event_id was stored before — or rejected with the reason). Needs scope
+    `write`."""
     try:
         payload = json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -73,7 +74,7 @@ async def post_events(
     else:
         raise InvalidRecord('body: must be an event object, {"events": [...]} or a list of events')
     if count > settings.max_events_per_batch:
-        raise PayloadTooLarge(f"body.events: at most {settings.max_events_per_batch} events per request")
+        raise InvalidRecord(f"body.events: at most {settings.max_events_per_batch} events per request")
     try:
         parsed = adapter.validate_python(payload)
     except ValidationError as exc:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from recstack.errors import InvalidRecord
 from recstack.processing.changes import check_change
 from recstack.serving.deps import IntakeDep, ReadCaller, ServiceDep, SettingsDep, WriteCaller
-from recstack.serving.routes.common import ERRORS, IdPath, K, answer, errors
+from recstack.serving.routes.common import ERRORS, IdPath, K, answer, errors, once
 from recstack.serving.routes.upserts import rules_of, upserted
 from recstack.serving.schemas import ItemIn, SimilarOut, UpsertResult
 
@@ -20,9 +20,12 @@ router = APIRouter(prefix="/v1/items", tags=["catalogue"])
 @router.get(
     "/{item_id}/similar", response_model=SimilarOut, responses={**ERRORS, **errors(404)}, tags=["recommendations"]
 )
-async def similar(item_id: IdPath, service: ServiceDep, settings: SettingsDep, _: ReadCaller, k: K = 10) -> Response:
+async def similar(
+    request: Request, item_id: IdPath, service: ServiceDep, settings: SettingsDep, _: ReadCaller, k: K = 10
+) -> Response:
     """The k items most similar to `item_id` (cosine of the champion's item vectors, or its own
     similarity); unavailable items are left out. 404 for an unknown item. Needs scope `read`."""
+    once(request, "k")
     if k > settings.max_k:
         raise InvalidRecord(f"query.k: at most {settings.max_k}")
     return answer(service.similar(item_id, k))

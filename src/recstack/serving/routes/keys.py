@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
-from recstack.errors import NotFound
+from recstack.errors import Conflict, NotFound
 from recstack.serving.auth import KeyRing, Scope, issue_key
 from recstack.serving.deps import AdminCaller, ServiceDep
 from recstack.serving.routes.common import errors
@@ -17,7 +17,7 @@ from recstack.storage.store import ApiKey
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
-_ERRORS = errors(401, 403, 413, 422, 429, 503)
+_ERRORS = errors(400, 401, 403, 413, 422, 429, 503)
 
 
 def _out(key: ApiKey) -> KeyOut:
@@ -37,13 +37,16 @@ async def create_key(body: KeyIn, service: ServiceDep, _: AdminCaller) -> KeyCre
     return KeyCreated(**_out(issued.record).model_dump(), key=issued.token)
 
 
-@router.delete("/{key_id}", response_model=KeyOut, responses={**_ERRORS, **errors(404)})
+@router.delete("/{key_id}", response_model=KeyOut, responses={**_ERRORS, **errors(404, 409)})
 async def revoke_key(
     request: Request, key_id: Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-z]+$")],
-    service: ServiceDep, _: AdminCaller,
+    service: ServiceDep, caller: AdminCaller,
 ) -> KeyOut:
     """Revoke a key: this server refuses it at once, others within their key-cache TTL. 404 for an
-    unknown or already revoked key. Needs scope `admin`."""
+    unknown or already revoked key; 409 for the caller's own key (so no admin locks itself out by
+    mistake: revoke it with another admin key or `recstack keys revoke`). Needs scope `admin`."""
+    if key_id == caller.key_id:
+        raise Conflict("a key cannot revoke itself: use another admin key or `recstack keys revoke`")
     if not await run_in_threadpool(service.store.revoke_api_key, key_id):
         raise NotFound(f"no active key {key_id!r}")
     keyring: KeyRing | None = request.app.state.keyring

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from recstack.errors import InvalidRecord
 from recstack.processing.changes import check_change
 from recstack.schema import MAX_ID_LENGTH
 from recstack.serving.deps import IntakeDep, ReadCaller, ServiceDep, SettingsDep, WriteCaller
-from recstack.serving.routes.common import ERRORS, IdPath, K, answer, errors
+from recstack.serving.routes.common import ERRORS, IdPath, K, answer, errors, once
 from recstack.serving.routes.upserts import rules_of, upserted
 from recstack.serving.schemas import RecommendationsOut, UpsertResult, UserIn
 
@@ -30,13 +30,14 @@ Exclude = Annotated[
     tags=["recommendations"],
 )
 async def recommendations(
-    user_id: IdPath, service: ServiceDep, settings: SettingsDep, _: ReadCaller,
+    request: Request, user_id: IdPath, service: ServiceDep, settings: SettingsDep, _: ReadCaller,
     k: K = 10, category: Category = None, exclude: Exclude = None,
 ) -> Response:
     """The user's top-k items with scores, the model version, and why each item is there. Items the user
     has seen, unavailable items, other categories and excluded items never appear, even if fewer than k
     remain. Header `X-Recstack-Fallback` is set when the answer is popularity because no champion is
     loaded. Needs scope `read`."""
+    once(request, "k", "category")
     if k > settings.max_k:
         raise InvalidRecord(f"query.k: at most {settings.max_k}")
     excluded = [part for value in exclude or [] for part in value.split(",") if part]
