@@ -1,7 +1,8 @@
 """The OpenAPI document, made to say exactly what this server does.
 
 FastAPI's generated document is close; this finishes it: the three body shapes of `POST /v1/events` get
-their schemas, the configured limits (`max_k`) replace the hard maxima, the unused validation-error schemas
+their schemas, the configured limits (`max_k`) replace the hard maxima, optional query parameters are
+what they are (absent or a value, never null), the unused validation-error schemas
 FastAPI adds go (every 4xx is `ErrorOut`), and with `auth: none` the security requirements and 401/403
 answers go, since the server never sends them.
 """
@@ -33,6 +34,17 @@ def finish_document(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _not_null(parameter: dict[str, Any]) -> None:
+    """An optional query parameter is absent, never JSON null: `anyOf: [X, null]` (what FastAPI writes for
+    `X | None`) is just X, so clients and fuzzers do not send the text "null" for it."""
+    schema = parameter.get("schema", {})
+    options = schema.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        (kept,) = [o for o in options if o != {"type": "null"}]
+        del schema["anyOf"]
+        schema.update(kept)
+
+
 def _finish(document: dict[str, Any], settings: Settings) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     batch = BATCH.json_schema(ref_template="#/components/schemas/{model}")
@@ -49,6 +61,7 @@ def _finish(document: dict[str, Any], settings: Settings) -> None:
     for path, operations in document.get("paths", {}).items():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
+                _not_null(parameter)
                 if parameter.get("name") == "k" and "schema" in parameter:
                     parameter["schema"]["maximum"] = settings.max_k
             if keyless:
