@@ -162,7 +162,7 @@ def create_app(
     for router in (users.router, items.router, events.router, models.router, keys.router, health.router,
                    metrics.router):
         app.include_router(router)
-    add_fast_recommendations(app, users.router, settings.max_k)
+    add_fast_recommendations(app, users.router, settings.max_k, settings.max_id_length)
     contract.finish_document(app, settings)
     if not docs_open:
         _guarded_docs(app)
