@@ -185,7 +185,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         secrets_dir = os.environ.get("RECSTACK_SECRETS_DIR")
         if secrets_dir:
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir, env_prefix=""))
         path = _yaml_path()
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
