@@ -53,8 +53,9 @@ demo` creates a `write` key and prints it with the example requests.
 Each key has a token bucket: `rate_limit_per_s` requests a second, at most `rate_limit_burst` at once;
 beyond it the answer is `429` with `Retry-After` (seconds). With a Redis cache the buckets live in Redis
 (one atomic script), so every worker and replica shares them; otherwise each process has its own. Requests
-without a valid key draw from their client address's bucket. A body over `max_body_bytes` is a `413`,
-answered from `Content-Length` before the body is read (or as soon as a chunked body passes the limit).
+without a valid key (and, with `auth: none`, every request) draw from their client address's bucket. A
+body over `max_body_bytes` is a `413`, answered from `Content-Length` before the body is read (or as soon as
+a chunked body passes the limit).
 
 | setting (`RECSTACK_…`) | default | meaning |
 | --- | --- | --- |
