@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
@@ -21,6 +23,19 @@ from pydantic_settings import (
 from recstack.bus.base import Topics
 
 UnknownIdPolicy = Literal["create", "reject"]
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, for messages, logs and `repr`."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _yaml_path() -> Path | None:
@@ -32,6 +47,10 @@ def _yaml_path() -> Path | None:
 
 
 class Settings(BaseSettings):
+    """Secrets (database and cache URLs with passwords) come from the environment or from files named after
+    the field in the directory `RECSTACK_SECRETS_DIR` (Docker and Kubernetes secrets); `repr` and logs
+    show URLs without their passwords."""
+
     model_config = SettingsConfigDict(env_prefix="RECSTACK_", extra="forbid")
 
     home: Path = Field(default=Path("./var"), description="Directory for all embedded state.")
@@ -98,6 +117,22 @@ class Settings(BaseSettings):
     spark_jdbc_jar: str = Field(
         default="", description="PostgreSQL JDBC driver jar; default: the one in /usr/share/java."
     )
+    auth: Literal["keys", "none"] = Field(
+        default="keys", description="API authentication: keys (API keys with scopes) or none (everyone is admin)."
+    )
+    key_cache_ttl_s: float = Field(default=5.0, gt=0, description="Seconds a key lookup is trusted (revocation lag).")
+    rate_limit_per_s: float = Field(default=1_000.0, gt=0, description="Requests a second per API key (token rate).")
+    rate_limit_burst: int = Field(default=2_000, ge=1, description="Requests a key may make at once (bucket size).")
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, description="Largest request body accepted (413).")
+    max_events_per_batch: int = Field(default=1_000, ge=1, le=10_000, description="Most events in one POST.")
+    max_k: int = Field(default=1_000, ge=1, le=1_000, description="Largest `k` a recommendation request may ask.")
+    max_id_length: int = Field(
+        default=256, ge=1, le=256, description="Longest user or item id in a path (events: 256)."
+    )
+    max_text_length: int = Field(default=10_000, ge=1, description="Longest free-text field (title, description).")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+    protect_metrics: bool = Field(default=False, description="/metrics needs an admin key.")
+    protect_docs: bool = Field(default=False, description="/docs and /openapi.json need an admin key.")
 
     @field_validator("database_url")
     @classmethod
@@ -105,6 +140,10 @@ class Settings(BaseSettings):
         if url is not None and not url.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError(f"unsupported database URL scheme in {url!r}; use sqlite:/// or postgresql://")
         return url
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if isinstance(value, str) and "://" in value else value)
 
     @model_validator(mode="after")
     def _default_tracking_uri(self) -> Settings:
@@ -144,6 +183,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get("RECSTACK_SECRETS_DIR")
+        if secrets_dir:
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir, env_prefix=""))
         path = _yaml_path()
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))

@@ -12,6 +12,7 @@ class RecstackError(Exception):
 
     status_code: int = 500
     exit_code: int = 1
+    headers: dict[str, str] | None = None
 
 
 class ConfigurationError(RecstackError):
@@ -34,6 +35,46 @@ class InvalidRecord(RecstackError):
 
 class NotFound(RecstackError):
     status_code = 404
+
+
+class Unauthenticated(RecstackError):
+    """A request without a key, or with a key that is unknown, malformed or revoked."""
+
+    status_code = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="recstack"'}
+
+
+class Forbidden(RecstackError):
+    """A valid key whose scope does not include what the request needs."""
+
+    status_code = 403
+
+
+class RateLimited(RecstackError):
+    """The caller's token bucket is empty; `retry_after_s` says when one request will be allowed again."""
+
+    status_code = 429
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        seconds = max(1, int(-(-retry_after_s // 1)))
+        self.headers = {"Retry-After": str(seconds)}
+        super().__init__(f"rate limit exceeded: retry after {seconds} s")
+
+
+class Conflict(RecstackError):
+    """A request the current state forbids (a key revoking itself)."""
+
+    status_code = 409
+
+
+class PayloadTooLarge(RecstackError):
+    """A request body (or a batch in it) over the configured limit."""
+
+    status_code = 413
 
 
 class BackendUnavailable(RecstackError):

@@ -106,6 +106,9 @@ def test_playbook_installs_recstack_and_the_api_answers(tmp_path: Path) -> None:
     api = units["api"]
     command = shlex.split(api["ExecStart"])
     assert Path(command[0]) == prefix / "venv" / "bin" / "recstack"
+    created = subprocess.run([command[0], "keys", "create", "--scope", "read", "--json"], env=_environment(api),
+                             cwd=api["WorkingDirectory"], capture_output=True, text=True, check=True)
+    key = json.loads(created.stdout)["key"]
     server = subprocess.Popen(command, env=_environment(api), cwd=api["WorkingDirectory"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -121,7 +124,9 @@ def test_playbook_installs_recstack_and_the_api_answers(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the installed API was not ready in 120 s"
             time.sleep(0.5)
         user = str(world.interactions["user_id"].iloc[0])
-        answer = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 3}, timeout=10)
+        url = f"{base}/v1/users/{user}/recommendations"
+        assert httpx.get(url, params={"k": 3}, timeout=10).status_code == 401, "keys are on by default"
+        answer = httpx.get(url, params={"k": 3}, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert answer.status_code == 200 and len(answer.json()["items"]) == 3
         assert "recstack_http_requests_total" in httpx.get(f"{base}/metrics", timeout=5).text
     finally:

@@ -147,6 +147,7 @@ class RedisCache:
         self._clock = clock
         self._errors: tuple[type[Exception], ...] = (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError)
         self._down_until = 0.0
+        self._scripts: dict[str, Any] = {}
         self._client: redis.Redis = client or redis_lib.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -204,6 +205,14 @@ class RedisCache:
             return False
         self._down_until = 0.0
         return answered
+
+    def run_script(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua `script` atomically on the server (EVALSHA, loaded once) with `keys` under the prefix;
+        `BackendUnavailable` as for every call."""
+        compiled = self._scripts.get(script)
+        if compiled is None:
+            compiled = self._scripts[script] = self._client.register_script(script)
+        return self._call("script", compiled, keys=[self.prefix + key for key in keys], args=args)
 
     def clear(self) -> None:
         """Delete every key under this cache's prefix (SCAN, so the server is never blocked)."""

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from recstack.errors import BackendUnavailable, MissingExtra
 from recstack.schema import INTERACTION_COLUMNS, RecordKind
 from recstack.storage import tables as t
+from recstack.storage.api_keys import ApiKeyRows
 from recstack.storage.impressions import FEEDBACK_COLUMNS, IMPRESSION_COLUMNS, PositiveRule
 from recstack.storage.store import IngestRun, WriteResult
 
@@ -58,7 +59,7 @@ def _nullable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
-class SqlStore:
+class SqlStore(ApiKeyRows):
     """A Store on any SQLAlchemy URL whose dialect is SQLite or PostgreSQL."""
 
     def __init__(self, url: str) -> None:

@@ -39,6 +39,19 @@ class IngestRun:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """A stored API key: never the key itself, only its SHA-256 (`key_hash`). Times are epoch ms; a key
+    with `revoked_at` set no longer authenticates."""
+
+    key_id: str
+    name: str
+    scope: str
+    key_hash: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True)
 class WriteResult:
     inserted: int
     existing: int
@@ -110,6 +123,18 @@ class Store(Protocol):
         without impressions in the range have no row; the popularity fallback's version is <NA> (Int64)."""
 
     def get_preferences(self, user_id: str) -> dict[str, Any] | None: ...
+
+    def add_api_key(self, key_id: str, name: str, scope: str, key_hash: str) -> ApiKey:
+        """Store a new key (its hash only); `key_id` and `key_hash` are unique."""
+
+    def api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key whose hash is `key_hash` (revoked or not), or None."""
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Mark the key revoked; False when there is no such key or it was already revoked."""
 
     def close(self) -> None: ...
 

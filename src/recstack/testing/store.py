@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recstack.errors import InvalidRecord
 from recstack.schema import LOCATION, validate_interactions, validate_items, validate_users
 from recstack.storage import IngestRun, Store
 from recstack.storage.lake import Lake
@@ -31,10 +32,24 @@ def interactions(n: int, start: int = 0) -> pd.DataFrame:
 
 class StoreContract:
     def test_schema_is_at_the_newest_revision(self, store: Store) -> None:
-        assert store.revision() == "0002"  # type: ignore[attr-defined]
+        assert store.revision() == "0003"  # type: ignore[attr-defined]
         store.migrate()  # idempotent
         assert store.counts() == {"users": 0, "items": 0, "interactions": 0, "quarantined": 0, "preferences": 0}
 
+
+    def test_api_keys_are_found_by_hash_listed_and_revoked(self, store: Store) -> None:
+        first = store.add_api_key("k1", "ci", "read", "a" * 64)
+        store.add_api_key("k2", "ops", "admin", "b" * 64)
+        assert store.api_key_by_hash("a" * 64) == first
+        assert store.api_key_by_hash("c" * 64) is None
+        assert [k.key_id for k in store.api_keys()] == ["k1", "k2"]
+        assert store.revoke_api_key("k1") is True
+        assert store.revoke_api_key("k1") is False
+        assert store.revoke_api_key("nope") is False
+        revoked = store.api_key_by_hash("a" * 64)
+        assert revoked is not None and revoked.revoked_at is not None
+        with pytest.raises(InvalidRecord, match="key_id"):
+            store.add_api_key("k2", "again", "read", "d" * 64)
 
     def test_the_same_event_id_is_stored_once(self, store: Store) -> None:
         first = store.write_interactions(interactions(50))
