@@ -42,6 +42,7 @@ from recstack.processing.online import OnlineState, open_online_state
 from recstack.processing.stream import BatchReport, StreamProcessor
 from recstack.schema import MAX_ID_LENGTH, ValidationRules
 from recstack.serving import data
+from recstack.serving.dashboard import install_dashboard
 from recstack.serving.events import take_events
 from recstack.serving.feedback import FeedbackConfig
 from recstack.serving.impressions import ImpressionLog
@@ -182,6 +183,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    install_dashboard(app, settings)
 
     @app.exception_handler(RecstackError)
     async def _recstack_error(request: Request, exc: RecstackError) -> JSONResponse:
