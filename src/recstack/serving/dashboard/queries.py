@@ -136,13 +136,15 @@ def item_popularity(store: Store) -> list[int]:
     """Every item's event count, largest first (the long tail)."""
     c = t.interactions.c
     n = sa.func.count().label("n")
-    return [int(r[0]) for r in _rows(store, sa.select(n).select_from(t.interactions).group_by(c.item_id).order_by(n.desc()))]
+    query = sa.select(n).select_from(t.interactions).group_by(c.item_id).order_by(n.desc())
+    return [int(r[0]) for r in _rows(store, query)]
 
 
 def activity_counts(store: Store) -> list[int]:
     """Every user's event count (unordered)."""
     c = t.interactions.c
-    return [int(r[0]) for r in _rows(store, sa.select(sa.func.count()).select_from(t.interactions).group_by(c.user_id))]
+    query = sa.select(sa.func.count()).select_from(t.interactions).group_by(c.user_id)
+    return [int(r[0]) for r in _rows(store, query)]
 
 
 def user_history(store: Store, user_id: str, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
