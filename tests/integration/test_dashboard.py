@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from recstack.config import Settings
 from recstack.models.base import Recommender
 from recstack.serving.app import create_app
 from recstack.serving.auth import KeyRing, Scope, issue_key
+from recstack.serving.dashboard import queries
 from recstack.storage import Store, open_store
 
 PAGES = ("/dashboard", "/dashboard/models", "/dashboard/quarantine", "/dashboard/stream", "/dashboard/search?q=1")
@@ -91,6 +93,10 @@ def test_a_test_event_changes_the_answer_and_needs_csrf(store: Store, sqlite_url
         after = re.findall(r'<li data-item="([^"]+)"', after_page.text.split('id="recommendations"')[1])
         assert before[0] not in after and len(after) == 10
         assert before[0] in after_page.text.split('id="history"')[1].split("</table>")[0]
+        events = queries.event_series(store)  # today's test event lies far after the synthetic data
+        assert events.outside >= 1 and events.end_ms < int(time.time() * 1000) - 86_400_000
+        assert sum(n for points in events.series.values() for _, n in points) == len(world.interactions) - (
+            events.outside - 1)
         bad = client.post("/dashboard/events", data={**form, "event_type": "nope", "csrf": csrf_of(page.text)})
         assert bad.status_code == 422 and "event_type" in bad.text
         assert client.post("/dashboard/events", content=b"\xff", headers={

@@ -90,6 +90,8 @@ def _serve(ctx: typer.Context, host: str, port: int, who: str, what: str) -> Non
     ):
         console.print(f"  {line}", soft_wrap=True, highlight=False)
     console.print(f"API docs at {base}/docs · Ctrl-C stops the server")
+    sign_in = "" if settings(ctx).auth == "none" else " (sign in with a key from `recstack keys create --scope admin`)"
+    console.print(f"Dashboard at {base}/dashboard{sign_in}", soft_wrap=True, highlight=False)
     serve(ctx, host=host, port=port)
 
 

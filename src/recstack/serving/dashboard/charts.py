@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from itertools import count, pairwise
+from itertools import count
 
 from markupsafe import Markup, escape
 
 __all__ = ["PALETTE", "bar_chart", "column_chart", "compact", "line_chart"]
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D1F", "#000000")
-WIDTH = 440
+WIDTH = 400
 FONT = 12
 _TOP, _RIGHT, _BOTTOM, _LEFT = 30, 14, 46, 54
 _ids = count(1)
@@ -50,12 +50,9 @@ def _linear_ticks(low: float, high: float) -> list[float]:
     if high <= low:
         high = low + 1
     step = _nice_step(high - low)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
+    ticks = [round(math.floor(low / step) * step, 12)]
+    while ticks[-1] < high - step * 1e-9:
+        ticks.append(round(ticks[-1] + step, 12))
     return ticks
 
 
@@ -81,7 +78,7 @@ def _legend(names: Sequence[str], y: float) -> tuple[list[str], float]:
     parts: list[str] = []
     x = float(_LEFT)
     for i, name in enumerate(names):
-        width = 18 + 6.6 * len(name) + 14
+        width = 18 + 7.6 * len(name) + 14
         if x + width > WIDTH - _RIGHT and x > _LEFT:
             x, y = _LEFT, y + 16
         colour = PALETTE[i % len(PALETTE)]
@@ -98,7 +95,7 @@ def _empty(title: str, height: int = 120) -> Markup:
 def _time_label(ms: float, span_ms: float) -> str:
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if span_ms <= 2 * 86_400_000:
-        return moment.strftime("%d %H:%M")
+        return moment.strftime("%m-%d %H:%M")
     return moment.strftime("%Y-%m-%d")
 
 
@@ -144,7 +141,7 @@ def line_chart(
         body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#ddd"/>')
         body.append(_text(left - 5, y + 4, compact(10**tick if log_y else tick), anchor="end"))
     if time_x:
-        x_ticks = [x_low + (x_high - x_low) * i / 3 for i in range(4)]
+        x_ticks = [x_low + (x_high - x_low) * i / 2 for i in range(3)]
         labels = [_time_label(v, x_high - x_low) for v in x_ticks]
     else:
         x_ticks = _linear_ticks(x_low, x_high)
@@ -175,7 +172,7 @@ def column_chart(
     if not labels or not any(values):
         return _empty(title)
     left, right, top, bottom = _LEFT, WIDTH - _RIGHT, _TOP + 10, height - _BOTTOM
-    ticks = _linear_ticks(0.0, max(values))
+    ticks = _linear_ticks(0.0, max(values) * 1.1)
     high = ticks[-1] or 1.0
     body: list[str] = []
     for tick in ticks:
@@ -250,18 +247,15 @@ def bar_chart(
 
 
 def log_bins(values: Sequence[int]) -> tuple[list[str], list[int]]:
-    """Counts of `values` (≥ 1) in power-of-two bins, labelled 1, 2–3, 4–7, …"""
+    """Counts of `values` (≥ 1) in power-of-two bins [1], [2, 3], [4, 7], …, each labelled by its lower
+    bound, from the first non-empty bin to the last."""
     if not values:
         return [], []
-    top = max(values)
-    edges = [1]
-    while edges[-1] <= top:
-        edges.append(edges[-1] * 2)
-    counts = [0] * (len(edges) - 1)
+    counts = [0] * (int(math.log2(max(max(values), 1))) + 1)
     for v in values:
-        counts[max(0, int(math.log2(max(v, 1))))] += 1
-    labels = [str(a) if b - a == 1 else f"{compact(a)}–{compact(b - 1)}" for a, b in pairwise(edges)]
-    return labels, counts
+        counts[int(math.log2(max(v, 1)))] += 1
+    first = next(i for i, n in enumerate(counts) if n)
+    return [compact(2**i) for i in range(first, len(counts))], counts[first:]
 
 
 def rank_points(counts: Sequence[int], most: int = 300) -> list[tuple[float, float]]:

@@ -25,6 +25,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 FEEDBACK_DAYS = 7
 MAX_METRICS = 6
+PREFERRED = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit_rate@10", "coverage@10")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def _unit_metrics(versions: list[Any]) -> list[str]:
             ok = isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0
             names[name] = names.get(name, True) and ok
     chosen = [n for n, ok in names.items() if ok]
-    chosen.sort(key=lambda n: (not n.endswith("@10"), n))
+    first = {name: i for i, name in enumerate(PREFERRED)}
+    chosen.sort(key=lambda n: (first.get(n, len(first)), not n.endswith("@10"), n))
     return chosen[:MAX_METRICS]
 
 

@@ -24,7 +24,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 def overview_data(store: Store, catalog: Catalog | None) -> dict[str, Any]:
     """Everything the overview shows from the store (a few scans of the interaction log)."""
     counts = store.counts()
-    bucket, series = queries.event_series(store)
+    events = queries.event_series(store)
     by_type = queries.event_types(store)
     popular = queries.popular_items(store, 10)
     trending: list[tuple[str, float]] = []
@@ -41,17 +41,19 @@ def overview_data(store: Store, catalog: Catalog | None) -> dict[str, Any]:
         "popular": [(i, n, named.get(i, {}).get("title")) for i, n in popular],
         "trending": [(i, s, named.get(i, {}).get("title")) for i, s in trending],
         "charts": [
-            charts.line_chart(
-                {kind: [(float(x), float(y)) for x, y in points] for kind, points in series.items()},
-                title="Events over time", x_label="time (UTC)", y_label=f"events per {bucket.name}", time_x=True,
-            ),
-            charts.column_chart(list(by_type), list(by_type.values()), title="Events by type",
-                                x_label="event type", y_label="events"),
-            charts.line_chart({"items": charts.rank_points(tail)}, title="Item popularity (long tail)",
-                              x_label="item rank (most popular first)", y_label="events per item (log scale)",
-                              log_y=True),
-            charts.column_chart(bins, users, title="User activity", x_label="events per user",
-                                y_label="users"),
+            (charts.line_chart(
+                {kind: [(float(x), float(y)) for x, y in points] for kind, points in events.series.items()},
+                title="Events over time", x_label="time (UTC)", y_label=f"events per {events.bucket.name}",
+                time_x=True,
+            ), f"{events.outside:,} event(s) outside {charts.date_of(events.start_ms)} – "
+               f"{charts.date_of(events.end_ms)} not drawn" if events.outside else ""),
+            (charts.column_chart(list(by_type), list(by_type.values()), title="Events by type",
+                                 x_label="event type", y_label="events"), ""),
+            (charts.line_chart({"items": charts.rank_points(tail)}, title="Item popularity (long tail)",
+                               x_label="item rank (most popular first)", y_label="events per item (log scale)",
+                               log_y=True), ""),
+            (charts.column_chart(bins, users, title="User activity",
+                                 x_label="events per user (bins double: 16 means 16 to 31)", y_label="users"), ""),
         ],
     }
 

@@ -29,7 +29,8 @@ __all__ = [
 T = TypeVar("T")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-_BUCKETS = (("hour", HOUR_MS), ("day", DAY_MS), ("week", 7 * DAY_MS), ("30 days", 30 * DAY_MS))
+_BUCKETS = (("hour", HOUR_MS), ("day", DAY_MS), ("week", 7 * DAY_MS), ("30 days", 30 * DAY_MS),
+            ("year", 365 * DAY_MS))
 MAX_POINTS = 120
 
 
@@ -81,23 +82,50 @@ def _bucket_for(span_ms: int) -> Bucket:
     return Bucket(name, ms)
 
 
-def event_series(store: Store) -> tuple[Bucket, dict[str, list[tuple[int, int]]]]:
-    """Events per time bucket and event type: `{type: [(bucket start ms, count), ...]}`, buckets sized so a
-    series has at most `MAX_POINTS` points (hour, day, week or 30 days); empty buckets are 0."""
+@dataclass(frozen=True)
+class EventSeries:
+    """Events per time bucket and type over [`start_ms`, `end_ms`]; `outside` events fell beyond it."""
+
+    bucket: Bucket
+    series: dict[str, list[tuple[int, int]]]
+    start_ms: int
+    end_ms: int
+    outside: int
+
+
+def _nth_time(store: Store, offset: int, newest: bool) -> int:
     c = t.interactions.c
-    low, high = _rows(store, sa.select(sa.func.min(c.timestamp), sa.func.max(c.timestamp)))[0]
-    if low is None:
-        return Bucket("day", DAY_MS), {}
-    bucket = _bucket_for(int(high) - int(low))
+    order = c.timestamp.desc() if newest else c.timestamp
+    return int(_rows(store, sa.select(c.timestamp).order_by(order).offset(offset).limit(1))[0][0])
+
+
+def event_series(store: Store, trim: float = 0.001) -> EventSeries:
+    """Events per time bucket and event type, `{type: [(bucket start ms, count), ...]}`, with buckets sized
+    so a series has at most `MAX_POINTS` points (hour, day, week, 30 days, year); empty buckets are 0.
+
+    The range leaves out the oldest and the newest `trim` share of events, so a few stray timestamps (a
+    test event today on a data set from 1998) do not squeeze the rest into one bucket; `outside` says how
+    many were left out."""
+    c = t.interactions.c
+    total = int(_rows(store, sa.select(sa.func.count()).select_from(t.interactions))[0][0])
+    if total == 0:
+        return EventSeries(Bucket("day", DAY_MS), {}, 0, 0, 0)
+    cut = int(total * trim)
+    low, high = _nth_time(store, cut, newest=False), _nth_time(store, cut, newest=True)
+    bucket = _bucket_for(high - low)
     step = (c.timestamp // bucket.ms).label("step")
-    counted = _rows(store, sa.select(step, c.event_type, sa.func.count()).group_by(step, c.event_type))
-    first, last = int(low) // bucket.ms, int(high) // bucket.ms
+    counted = _rows(store, sa.select(step, c.event_type, sa.func.count())
+                    .where(c.timestamp >= low, c.timestamp <= high).group_by(step, c.event_type))
+    first, last = low // bucket.ms, high // bucket.ms
     series: dict[str, list[int]] = {}
+    drawn = 0
     for at, kind, n in counted:
         series.setdefault(str(kind), [0] * (last - first + 1))[int(at) - first] += int(n)
-    return bucket, {
+        drawn += int(n)
+    points = {
         kind: [((first + i) * bucket.ms, n) for i, n in enumerate(counts)] for kind, counts in sorted(series.items())
     }
+    return EventSeries(bucket, points, low, high, total - drawn)
 
 
 def event_types(store: Store) -> dict[str, int]:

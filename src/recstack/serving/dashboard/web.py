@@ -55,6 +55,7 @@ class Dashboard:
     previews: Previews = field(default_factory=Previews)
     memo: Memo = field(default_factory=Memo)
     live: LiveFigures | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def service(self, request: Request) -> RecommendationService:
         return request.app.state.service  # type: ignore[no-any-return]
@@ -64,7 +65,7 @@ class Dashboard:
 
     def figures(self, request: Request) -> dict[str, Any]:
         if self.live is None:
-            self.live = LiveFigures(self.service(request).metrics.registry)
+            self.live = LiveFigures(self.service(request).metrics.registry, started=self.started)
         return self.live.figures()
 
 
