@@ -14,7 +14,9 @@ Run: `.venv/bin/python benchmarks/serve.py [--workdir DIR] [--seconds 15] [--wor
    (every request a user not asked before) at saturation (throughput) and at low concurrency (latency); cached
    recommendations; event-to-effect latency (POST a like, poll until the answer changes); recall@100 of the
    served (memory-mapped) index against exact search. With N > 1 workers: throughput only.
-4. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
+4. `--auth-cost`: authentication off and on (an API key on every request), alternated twice in the same
+   run, one worker: uncached throughput, cached latency and throughput, and their ratios (keys vs none).
+5. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
    (`recstack.testing.soak`): failures, p99 per minute, RSS over time.
 Results: benchmarks/results/serve-<model>[-scale].json.
 """
@@ -164,13 +166,17 @@ def recall(workdir: Path, users_file: Path) -> dict[str, Any]:
 
 # ---- load generator (runs in its own process) -------------------------------------------------------------
 
+# `Authorization: Bearer <key>` for every request when RECSTACK_BENCH_KEY is set (the auth-cost runs).
+AUTH = f"Authorization: Bearer {os.environ['RECSTACK_BENCH_KEY']}\r\n" if os.environ.get("RECSTACK_BENCH_KEY") else ""
+
+
 async def _connection(host: str, port: int, paths: list[str], lats: list[float], statuses: list[int],
                       deadline: float) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while paths and time.perf_counter() < deadline:
             path = paths.pop()
-            request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+            request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{AUTH}\r\n".encode()
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -227,6 +233,64 @@ def event_to_effect(base: str, users: list[str], items_of: dict[str, str]) -> di
                     break
             delays.append(time.perf_counter() - started)
     return {"users": len(users), "mean_s": float(np.mean(delays)), "max_s": float(np.max(delays))}
+
+
+def auth_client(port: int, user_ids: list[str], seconds: float, out: Path) -> None:
+    """What authentication costs: recommendation routes only (every one is checked), uncached at
+    saturation and cached at low concurrency (where a fixed per-request cost shows most)."""
+    host = "127.0.0.1"
+    rng = random.Random(5)
+    rng.shuffle(user_ids)
+    fresh = itertools.cycle(user_ids)
+    paths = [f"/v1/users/{next(fresh)}/recommendations?k=10" for _ in range(60_000)]
+    load(host, port, paths[-2000:], 4, 3)
+    hot = paths[-500:]
+    load(host, port, list(hot), 4, 5)
+    results = {
+        "uncached_throughput": load(host, port, paths[:-2000], 16, seconds),
+        "cached_latency": load(host, port, hot * 400, 2, seconds),
+        "cached_throughput": load(host, port, hot * 400, 16, seconds),
+    }
+    out.write_text(json.dumps(results, indent=2))
+
+
+def auth_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """Auth off and on, alternated `rounds` times in the same run (one worker each); medians and ratios."""
+    from recstack.serving.auth import Scope, issue_key
+    from recstack.storage import open_store
+
+    store = open_store(f"sqlite:///{workdir / 'recstack.db'}")
+    store.migrate()
+    key = issue_key(store, Scope.READ, "benchmark").token
+    store.close()
+    measured: dict[str, list[dict[str, Any]]] = {"none": [], "keys": []}
+    for _ in range(rounds):
+        for mode in ("none", "keys"):
+            server, base, _, _ = start_server(workdir, 1, auth=mode)
+            out = workdir / f"auth-{mode}.json"
+            env = {k: v for k, v in os.environ.items() if k != "RECSTACK_BENCH_KEY"}
+            if mode == "keys":
+                env["RECSTACK_BENCH_KEY"] = key
+            try:
+                subprocess.run([sys.executable, __file__, "--seconds", str(seconds), "--auth-client",
+                                base.rsplit(":", 1)[1], str(workdir / "users.json"), str(out)],
+                               check=True, cwd=ROOT, env=env)
+            finally:
+                stop(server)
+            run = json.loads(out.read_text())
+            assert all(r["errors"] == 0 for r in run.values()), f"auth {mode}: non-200 answers {run}"
+            measured[mode].append(run)
+
+    def median(mode: str, case: str, field: str) -> float:
+        return float(np.median([r[case][field] for r in measured[mode]]))
+
+    summary = {}
+    for case, field in (("uncached_throughput", "rps"), ("cached_throughput", "rps"),
+                        ("cached_latency", "p50_ms"), ("cached_latency", "p99_ms"),
+                        ("uncached_throughput", "p99_ms")):
+        off, on = median("none", case, field), median("keys", case, field)
+        summary[f"{case}_{field}"] = {"auth_none": off, "auth_keys": on, "keys_vs_none": on / off}
+    return {"rounds": rounds, "seconds": seconds, "summary": summary, "runs": measured}
 
 
 def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throughput_only: bool = False) -> None:
@@ -348,12 +412,14 @@ def scale_index(users: int, items: int, interactions: int, out: Path) -> dict[st
 
 
 def start_server(
-    workdir: Path, workers: int, cache_ttl_s: float = 600
+    workdir: Path, workers: int, cache_ttl_s: float = 600, auth: str = "none"
 ) -> tuple[subprocess.Popen[bytes], str, float, dict[str, Any]]:
-    """`recstack serve --workers N` on a free port; (process, base URL, seconds to ready, readyz)."""
+    """`recstack serve --workers N` on a free port; (process, base URL, seconds to ready, readyz). With
+    `auth="keys"` the server checks keys (rate limit out of the way: this measures the check itself)."""
     port = free_port()
     env = {**os.environ, "RECSTACK_HOME": str(workdir), "RECSTACK_CACHE_URL": "memory://",
-           "RECSTACK_CACHE_TTL_S": str(cache_ttl_s)}
+           "RECSTACK_CACHE_TTL_S": str(cache_ttl_s), "RECSTACK_AUTH": auth, "RECSTACK_RATE_LIMIT_PER_S": "1e9",
+           "RECSTACK_RATE_LIMIT_BURST": "1000000000"}
     started = time.perf_counter()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "recstack"), "serve", "--port", str(port), "--workers", str(workers)],
@@ -428,7 +494,13 @@ def main() -> None:
     parser.add_argument("--soak-only", action="store_true", help="only the soak (setup reused)")
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--auth-cost", action="store_true", help="only auth off vs on (setup reused), same run")
+    parser.add_argument("--auth-client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.auth_client:
+        port, users_file, out = args.auth_client
+        auth_client(int(port), json.loads(Path(users_file).read_text()), args.seconds, Path(out))
+        return
     if args.client:
         port, users_file, out = args.client
         client_main(int(port), json.loads(Path(users_file).read_text()), args.seconds, Path(out),
@@ -448,6 +520,14 @@ def main() -> None:
     print(f"setup: {json.dumps(info['timings'])}")
     retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")
+    if args.auth_cost:
+        cost = auth_cost(workdir, args.seconds)
+        cost.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg(),
+                    machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+                    setup={k: info[k] for k in ("users", "items", "interactions", "model")})
+        RESULTS.with_name(f"serve-{args.model}-auth.json").write_text(json.dumps(cost, indent=2))
+        print(json.dumps(cost["summary"], indent=2))
+        return
     if args.soak_only:
         soaked = run_soak(workdir, info, args.soak)
         out = RESULTS.with_name(f"serve-{args.model}{'-scale' if args.scale else ''}-soak.json")

@@ -70,7 +70,7 @@ def _env(home: Path, store_url: str, bus_url: str, redis_url: str, prefix: str) 
         "RECSTACK_HOME": str(home), "RECSTACK_DATABASE_URL": store_url, "RECSTACK_BUS_URL": bus_url,
         "RECSTACK_CACHE_URL": f"{redis_url}?prefix={prefix}", "RECSTACK_BUS_PARTITIONS": "4",
         "RECSTACK_TOPIC_EVENTS": f"{prefix}events", "RECSTACK_TOPIC_CATALOG": f"{prefix}catalog",
-        "RECSTACK_TOPIC_DLQ": f"{prefix}dlq",
+        "RECSTACK_TOPIC_DLQ": f"{prefix}dlq", "RECSTACK_AUTH": "none",
     })
     return env
 

@@ -41,7 +41,10 @@ class Unauthenticated(RecstackError):
     """A request without a key, or with a key that is unknown, malformed or revoked."""
 
     status_code = 401
-    headers = {"WWW-Authenticate": 'Bearer realm="recstack"'}
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="recstack"'}
 
 
 class Forbidden(RecstackError):
@@ -60,6 +63,12 @@ class RateLimited(RecstackError):
         seconds = max(1, int(-(-retry_after_s // 1)))
         self.headers = {"Retry-After": str(seconds)}
         super().__init__(f"rate limit exceeded: retry after {seconds} s")
+
+
+class Conflict(RecstackError):
+    """A request the current state forbids (a key revoking itself)."""
+
+    status_code = 409
 
 
 class PayloadTooLarge(RecstackError):

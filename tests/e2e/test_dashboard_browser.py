@@ -192,7 +192,8 @@ def test_every_page_loads_clean_at_desktop_and_phone_width(browser: Any, site: S
         labels = [t.text_content() for t in svg.query_selector_all("text")]
         assert len(labels) >= 6 and svg.query_selector("title") is not None
     drawn = " ".join(t.text_content() for t in charts.query_selector_all("svg.chart text, figcaption"))
-    for axis in ("events per week", "not drawn", "time (UTC)", "events per user", "item rank (most popular first)", "users"):
+    axes = ("events per week", "not drawn", "time (UTC)", "events per user", "item rank (most popular first)", "users")
+    for axis in axes:
         assert axis in drawn, drawn
     assert charts.inner_text("#count-interactions") == "100k"
     charts.close()

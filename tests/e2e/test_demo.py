@@ -69,5 +69,6 @@ def test_demo_ends_by_serving_the_api(tmp_path: Path) -> None:
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
-    assert f"curl 'http://127.0.0.1:{port}/v1/users/" in output
+    assert f"'http://127.0.0.1:{port}/v1/users/" in output
+    assert "-H 'Authorization: Bearer rk_" in output
     assert f"Dashboard at http://127.0.0.1:{port}/dashboard" in output

@@ -3,10 +3,14 @@ built once per test module."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from conftest import unavailable
 from recstack.models.base import Recommender
 
 from .serving_support import World, make_world, train
@@ -20,3 +24,23 @@ def world() -> World:
 @pytest.fixture(scope="module")
 def als(world: World) -> Recommender[Any]:
     return train(world)
+
+
+REDIS_URL = os.environ.get("RECSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_cache_url() -> Iterator[str]:
+    """A Redis cache URL with a key prefix of this test's own, whose keys are deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        unavailable(f"Redis at {REDIS_URL}", str(exc))
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    yield f"{REDIS_URL}?prefix={prefix}"
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()

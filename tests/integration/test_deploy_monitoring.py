@@ -89,7 +89,7 @@ def _query(base: str, expr: str) -> list[dict[str, Any]]:
 
 def test_prometheus_scrapes_a_running_api_and_the_loop(tmp_path: Path) -> None:
     server_bin = tool("prometheus")
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", auth="none")
     loop = LoopMetrics()
     loop_port = free_port()
     exporter, _thread = start_http_server(loop_port, addr="127.0.0.1", registry=loop.registry)

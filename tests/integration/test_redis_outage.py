@@ -73,7 +73,8 @@ def test_answers_survive_a_redis_outage_and_the_cache_recovers(
     store.migrate()
     load(store, world)
     store.close()
-    settings = Settings(home=tmp_path, database_url=sqlite_url, cache_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    settings = Settings(home=tmp_path, database_url=sqlite_url, cache_url=f"redis://127.0.0.1:{own_redis.port}/0",
+                        auth="none")
     app = create_app(settings, model_source=FixedSource(als))
     user = str(world.interactions["user_id"].iloc[0])
     url = f"/v1/users/{user}/recommendations"

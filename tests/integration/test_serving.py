@@ -42,7 +42,7 @@ def serve(store_url: str, world: World, als: Recommender[Any], tmp_path: Any) ->
 
     @contextmanager
     def start(cache_url: str = "memory://", source: Any = "als", **options: Any) -> Iterator[httpx.Client]:
-        settings = Settings(home=tmp_path, database_url=store_url, cache_url=cache_url)
+        settings = Settings(home=tmp_path, database_url=store_url, cache_url=cache_url, auth="none")
         app = create_app(settings, model_source=FixedSource(als) if source == "als" else source, **options)
         with running(app) as base, httpx.Client(base_url=base, timeout=10) as client:
             yield client

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,9 @@ def test_recstack_serve_answers_from_its_own_process(tmp_path: Path) -> None:
     port = free_port()
     command = [str(Path(sys.executable).parent / "recstack"), "--home", str(tmp_path), "serve", "--port", str(port)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECSTACK_")}
+    created = subprocess.run([*command[:3], "keys", "create", "--scope", "read", "--json"], env=env,
+                             capture_output=True, text=True, check=True)
+    key = json.loads(created.stdout)["key"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -38,7 +42,10 @@ def test_recstack_serve_answers_from_its_own_process(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "server not ready in 90 s"
             time.sleep(0.3)
         user = str(world.interactions["user_id"].iloc[0])
-        response = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 4})
+        url = f"{base}/v1/users/{user}/recommendations"
+        refused = httpx.get(url, params={"k": 4})
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+        response = httpx.get(url, params={"k": 4}, headers={"Authorization": f"Bearer {key}"})
         assert response.status_code == 200
         assert "no champion" in response.headers["X-Recstack-Fallback"]
         assert len(response.json()["items"]) == 4

@@ -35,7 +35,7 @@ def test_reasons_name_the_source_and_impressions_carry_features(
     store.migrate()
     load(store, world)
     store.close()
-    settings = Settings(home=tmp_path, database_url=url, cache_url="memory://")
+    settings = Settings(home=tmp_path, database_url=url, cache_url="memory://", auth="none")
     app = create_app(settings, model_source=FixedSource(hybrid, version=3))
     users = [str(u) for u in hybrid.users.ids[:12]]
     titles = set(world.items["title"].astype(str))

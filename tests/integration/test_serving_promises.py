@@ -19,7 +19,7 @@ def test_similar_without_a_champion_and_idempotent_events(sqlite_url: str, world
     load(store, world)
     before = store.counts()["interactions"]
     store.close()
-    app = create_app(Settings(home=tmp_path, database_url=sqlite_url), model_source=None)
+    app = create_app(Settings(home=tmp_path, database_url=sqlite_url, auth="none"), model_source=None)
     with running(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         item = str(world.items["item_id"].iloc[0])
         similar = client.get(f"/v1/items/{item}/similar", params={"k": 5})

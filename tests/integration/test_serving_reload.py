@@ -25,7 +25,7 @@ def test_promoting_a_champion_swaps_it_in_without_a_failed_request(tmp_path: Pat
     registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", "reload-test", cache_dir=tmp_path / "models")
     first = registry.log(train(world, seed=1), metrics={"ndcg@10": 0.1})
     assert registry.promote(first.version)
-    settings = Settings(home=tmp_path, database_url=sqlite_url)
+    settings = Settings(home=tmp_path, database_url=sqlite_url, auth="none")
     app = create_app(settings, model_source=registry, reload_interval_s=0.2)
     users = world.interactions["user_id"].unique()[:50].tolist()
     failures: list[str] = []

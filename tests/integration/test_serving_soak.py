@@ -37,7 +37,8 @@ def test_soak_with_a_promotion_half_way(tmp_path: Path) -> None:
     store.close()
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RECSTACK_")},
-           "RECSTACK_HOME": str(tmp_path), "RECSTACK_CACHE_URL": "memory://", "RECSTACK_CACHE_TTL_S": "5"}
+           "RECSTACK_HOME": str(tmp_path), "RECSTACK_CACHE_URL": "memory://", "RECSTACK_CACHE_TTL_S": "5",
+           "RECSTACK_AUTH": "none"}
     server = subprocess.Popen([str(Path(sys.executable).parent / "recstack"), "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

@@ -177,6 +177,7 @@ def test_a_spark_trained_model_is_served(spark: Any, tmp_path: Path) -> None:
     port = free_port()
     command = [str(Path(sys.executable).parent / "recstack"), "--home", str(home), "serve", "--port", str(port)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECSTACK_")}
+    env["RECSTACK_AUTH"] = "none"
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

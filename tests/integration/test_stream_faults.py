@@ -157,7 +157,7 @@ def test_posts_while_the_broker_is_down_are_spooled_and_drained_once(
     settings = Settings(
         home=tmp_path / "home", database_url=postgres_url, cache_url=f"{REDIS_URL}?prefix={redis_prefix}",
         bus_url=kafka_broker.test_url, topic_events=topics.events, topic_catalog=topics.catalog,
-        topic_dlq=topics.dlq,
+        topic_dlq=topics.dlq, auth="none",
     )
     store = open_store(postgres_url)
     store.migrate()

@@ -78,19 +78,25 @@ def demo(
 def _serve(ctx: typer.Context, host: str, port: int, who: str, what: str) -> None:
     """Print a few requests to try, then serve until Ctrl-C."""
     from recstack.cli.serve import serve
+    from recstack.serving.auth import Scope, issue_key
 
     base = f"http://{host}:{port}"
     console.rule("[bold]serve[/]")
+    with store_from(ctx) as store:
+        key = issue_key(store, Scope.WRITE, "demo").token
+    console.print(f"API key for this demo (scope write; `recstack keys list` shows it): {key}", highlight=False)
+    auth = f"-H 'Authorization: Bearer {key}'"
     for line in (
-        f"curl '{base}/v1/users/{who}/recommendations?k=5'",
-        f"curl -X POST {base}/v1/events -H 'Content-Type: application/json' "
+        f"curl {auth} '{base}/v1/users/{who}/recommendations?k=5'",
+        f"curl -X POST {base}/v1/events {auth} -H 'Content-Type: application/json' "
         f"-d '{{\"user_id\": \"{who}\", \"item_id\": \"{what}\", \"event_type\": \"like\"}}'",
-        f"curl '{base}/v1/items/{what}/similar?k=5'",
+        f"curl {auth} '{base}/v1/items/{what}/similar?k=5'",
         f"curl {base}/metrics",
     ):
         console.print(f"  {line}", soft_wrap=True, highlight=False)
     console.print(f"API docs at {base}/docs · Ctrl-C stops the server")
-    sign_in = "" if settings(ctx).auth == "none" else " (sign in with a key from `recstack keys create --scope admin`)"
+    sign_in = "" if settings(ctx).auth == "none" else (
+        " (sign in with the key above; `recstack keys create --scope admin` makes one that can promote)")
     console.print(f"Dashboard at {base}/dashboard{sign_in}", soft_wrap=True, highlight=False)
     serve(ctx, host=host, port=port)
 

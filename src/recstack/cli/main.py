@@ -17,6 +17,7 @@ from recstack.cli import (
     demo,
     evaluate,
     ingest,
+    keys,
     loop,
     models,
     quarantine,
@@ -80,6 +81,7 @@ serve.register(app)
 stream.register(app)
 backup.register(app)
 app.add_typer(spark.app, name="spark")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from typing import Annotated
@@ -19,9 +20,16 @@ def register(app: typer.Typer) -> None:
 
 def _export(settings: Settings) -> None:
     """Worker processes build their own app from the environment: hand them the effective settings."""
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            os.environ[f"RECSTACK_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        os.environ[f"RECSTACK_{name.upper()}"] = text
 
 
 def serve(
