@@ -32,6 +32,7 @@ from recstack.jobs.training import TrainingData, train_and_register
 from recstack.registry import Registry
 from recstack.serving.app import create_app
 from recstack.serving.auth import KeyRing, Scope, issue_key
+from recstack.serving.dashboard import queries
 from recstack.storage import open_store
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,12 @@ def site(movielens_100k: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         if getattr(app.state, "keyring", None) is None:
             app.state.keyring = KeyRing(store)
         serve_traffic(base, keys, store)
+        intake = app.state.intake  # one message the stream cannot decode: the dead-letter queue has a row
+        intake.sender.publish(intake.topics.events, [(b"1", b"{not json")])
+        deadline = time.monotonic() + 60
+        while queries.dead_letters(store)[0] == 0:
+            assert time.monotonic() < deadline, "the broken message never reached the dead-letter queue"
+            time.sleep(0.2)
         yield Site(base, keys, registry, out, item=str(data.interactions["item_id"].iloc[0]))
     store.close()
 
@@ -196,6 +203,9 @@ def test_every_page_loads_clean_at_desktop_and_phone_width(browser: Any, site: S
     for axis in axes:
         assert axis in drawn, drawn
     assert charts.inner_text("#count-interactions") == "100k"
+    charts.goto("/dashboard/stream")
+    dead = charts.inner_text("#dead-letters")
+    assert "recstack.events" in dead and "{not json" in dead, dead
     charts.close()
 
 
