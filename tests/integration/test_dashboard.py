@@ -146,3 +146,38 @@ def test_quarantine_filters_and_exports_csv(store: Store, sqlite_url: str, tmp_p
         rows = list(csv.DictReader(io.StringIO(exported.text)))
         assert [(r["location"], r["reason"], r["source"]) for r in rows] == [
             ("row 7", "value: not a number", "events.csv")]
+
+
+def test_odd_input_never_gets_a_server_error(store: Store, sqlite_url: str, tmp_path: Path,
+                                             als: Recommender[Any]) -> None:
+    with dashboard(store, sqlite_url, tmp_path, als, "none") as (client, _):
+        csrf = csrf_of(client.get("/dashboard/users/u1").text)
+        gets = ["/dashboard/users/%00", "/dashboard/users/" + "x" * 300, "/dashboard/items/%00",
+                "/dashboard/users/a%2Fb/c", "/dashboard/items/" + "%C3%A9" * 10, "/dashboard/search?q=%00%25_",
+                "/dashboard/search?q=" + "y" * 300, "/dashboard/quarantine?limit=abc", "/dashboard/quarantine?kind=%00",
+                "/dashboard/users/u1?compare=99", "/dashboard/users/u1?compare=-1", "/dashboard/users/u1?k=1e9",
+                "/dashboard/login?next=//evil.example", "/dashboard/models?done=%3Cscript%3E",
+                "/dashboard/quarantine.csv?reason=%25"]
+        for path in gets:
+            response = client.get(path)
+            assert response.status_code < 500, (path, response.status_code, response.text[:300])
+            assert "<script>" not in response.text.replace('<script src="/dashboard/static/dashboard.js"', "")
+        posts: list[tuple[str, Any]] = [
+            ("/dashboard/models/promote", {"csrf": csrf, "version": "999"}),
+            ("/dashboard/models/promote", {"csrf": csrf, "version": "x"}),
+            ("/dashboard/models/rollback", {"csrf": csrf}),
+            ("/dashboard/events", {"csrf": csrf}),
+            ("/dashboard/events", {"csrf": csrf, "user_id": "u1", "item_id": "x" * 300}),
+            ("/dashboard/events", {"csrf": csrf, "user_id": "u1", "item_id": "i1", "value": "abc"}),
+            ("/dashboard/events", {"csrf": csrf, "user_id": "u1", "item_id": "i1", "event_type": "rating",
+                                   "value": "1e308"}),
+            ("/dashboard/login", {"key": "x"}),
+            ("/dashboard/logout", {}),
+        ]
+        for path, form in posts:
+            response = client.post(path, data=form)
+            assert response.status_code < 500, (path, form, response.status_code, response.text[:300])
+        huge = client.post("/dashboard/events", content=b"a=" + b"b" * 20_000,
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+        assert huge.status_code in {413, 422}
+        assert client.post("/dashboard/events", json={"user_id": "u1"}).status_code == 422
