@@ -1,5 +1,6 @@
-"""The dashboard over HTTP on a real server and store: every page answers, access follows the key's scope,
-forms need their CSRF token, a test event changes the answer, the CSV export holds the quarantine.
+"""The dashboard over HTTP on a real server and store (SQLite and PostgreSQL): every page answers, access
+follows the key's scope, forms need their CSRF token, a test event changes the answer, the CSV export holds
+the quarantine, odd input never gets a 500.
 
 The browser-level checks (console errors, screenshots, MovieLens titles) are in tests/e2e/test_dashboard_browser.py.
 """
@@ -31,8 +32,8 @@ PAGES = ("/dashboard", "/dashboard/models", "/dashboard/quarantine", "/dashboard
 
 
 @pytest.fixture
-def store(sqlite_url: str, world: World) -> Iterator[Store]:
-    store = open_store(sqlite_url)
+def store(store_url: str, world: World) -> Iterator[Store]:
+    store = open_store(store_url)
     store.migrate()
     load(store, world)
     bad = pd.DataFrame({"location": ["row 7"], "reason": ["value: not a number"], "record": ['{"value": "x"}']})
@@ -42,9 +43,9 @@ def store(sqlite_url: str, world: World) -> Iterator[Store]:
 
 
 @contextmanager
-def dashboard(store: Store, sqlite_url: str, tmp_path: Path, model: Recommender[Any], auth: str) -> Iterator[
+def dashboard(store: Store, store_url: str, tmp_path: Path, model: Recommender[Any], auth: str) -> Iterator[
         tuple[httpx.Client, Any]]:
-    settings = Settings(home=tmp_path, database_url=sqlite_url, auth=auth)  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path, database_url=store_url, auth=auth)  # type: ignore[arg-type]
     app = create_app(settings, model_source=FixedSource(model))
     with running(app) as base, httpx.Client(base_url=base, timeout=30) as client:
         if auth == "keys" and getattr(app.state, "keyring", None) is None:
@@ -58,11 +59,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def test_every_page_answers_without_auth(store: Store, sqlite_url: str, tmp_path: Path, als: Recommender[Any],
+def test_every_page_answers_without_auth(store: Store, store_url: str, tmp_path: Path, als: Recommender[Any],
                                          world: World) -> None:
     user = str(world.interactions["user_id"].iloc[0])
     item = str(world.items["item_id"].iloc[0])
-    with dashboard(store, sqlite_url, tmp_path, als, "none") as (client, _):
+    with dashboard(store, store_url, tmp_path, als, "none") as (client, _):
         for path in (*PAGES, f"/dashboard/users/{user}", f"/dashboard/items/{item}"):
             response = client.get(path)
             assert response.status_code == 200, (path, response.text[:500])
@@ -77,10 +78,10 @@ def test_every_page_answers_without_auth(store: Store, sqlite_url: str, tmp_path
         assert "/dashboard" not in client.get("/openapi.json").text
 
 
-def test_a_test_event_changes_the_answer_and_needs_csrf(store: Store, sqlite_url: str, tmp_path: Path,
+def test_a_test_event_changes_the_answer_and_needs_csrf(store: Store, store_url: str, tmp_path: Path,
                                                         als: Recommender[Any], world: World) -> None:
     user = str(world.interactions["user_id"].iloc[0])
-    with dashboard(store, sqlite_url, tmp_path, als, "none") as (client, _):
+    with dashboard(store, store_url, tmp_path, als, "none") as (client, _):
         page = client.get(f"/dashboard/users/{user}")
         before = re.findall(r'<li data-item="([^"]+)"', page.text.split('id="recommendations"')[1])
         assert len(before) == 10
@@ -103,11 +104,11 @@ def test_a_test_event_changes_the_answer_and_needs_csrf(store: Store, sqlite_url
             "content-type": "application/x-www-form-urlencoded"}).status_code == 422
 
 
-def test_scopes_sessions_and_header_keys(store: Store, sqlite_url: str, tmp_path: Path,
+def test_scopes_sessions_and_header_keys(store: Store, store_url: str, tmp_path: Path,
                                          als: Recommender[Any], world: World) -> None:
     read, write = issue_key(store, Scope.READ, "reader").token, issue_key(store, Scope.WRITE, "writer").token
     user = str(world.interactions["user_id"].iloc[0])
-    with dashboard(store, sqlite_url, tmp_path, als, "keys") as (client, _):
+    with dashboard(store, store_url, tmp_path, als, "keys") as (client, _):
         first = client.get("/dashboard/models")
         assert first.status_code == 303 and first.headers["location"].startswith("/dashboard/login?next=")
         assert client.get("/dashboard/live.json").status_code == 401
@@ -135,9 +136,9 @@ def test_scopes_sessions_and_header_keys(store: Store, sqlite_url: str, tmp_path
         assert by_header.status_code == 303
 
 
-def test_quarantine_filters_and_exports_csv(store: Store, sqlite_url: str, tmp_path: Path,
+def test_quarantine_filters_and_exports_csv(store: Store, store_url: str, tmp_path: Path,
                                             als: Recommender[Any]) -> None:
-    with dashboard(store, sqlite_url, tmp_path, als, "none") as (client, _):
+    with dashboard(store, store_url, tmp_path, als, "none") as (client, _):
         page = client.get("/dashboard/quarantine", params={"reason": "NOT A NUMBER"})
         assert page.status_code == 200 and "events.csv" in page.text and "row 7" in page.text
         assert "row 7" not in client.get("/dashboard/quarantine", params={"reason": "100%_"}).text
@@ -148,9 +149,9 @@ def test_quarantine_filters_and_exports_csv(store: Store, sqlite_url: str, tmp_p
             ("row 7", "value: not a number", "events.csv")]
 
 
-def test_odd_input_never_gets_a_server_error(store: Store, sqlite_url: str, tmp_path: Path,
+def test_odd_input_never_gets_a_server_error(store: Store, store_url: str, tmp_path: Path,
                                              als: Recommender[Any]) -> None:
-    with dashboard(store, sqlite_url, tmp_path, als, "none") as (client, _):
+    with dashboard(store, store_url, tmp_path, als, "none") as (client, _):
         csrf = csrf_of(client.get("/dashboard/users/u1").text)
         gets = ["/dashboard/users/%00", "/dashboard/users/" + "x" * 300, "/dashboard/items/%00",
                 "/dashboard/users/a%2Fb/c", "/dashboard/items/" + "%C3%A9" * 10, "/dashboard/search?q=%00%25_",

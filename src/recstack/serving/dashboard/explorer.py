@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from recstack.errors import Forbidden, InvalidRecord, NotFound, RecstackError
+from recstack.errors import InvalidRecord, NotFound, RecstackError
 from recstack.schema import EVENT_TYPES, MAX_ID_LENGTH, ValidationRules
 from recstack.serving.auth import Scope
 from recstack.serving.dashboard import queries
@@ -105,8 +105,6 @@ async def post_event(request: Request) -> Response:
         intake: Intake = request.app.state.intake
         await intake.events(taken.fresh)
         service.metrics.events.labels("accepted").inc(taken.report.accepted)
-    except (Forbidden, InvalidRecord) as exc:
-        return refuse(request, viewer, exc)
     except RecstackError as exc:
         return refuse(request, viewer, exc)
     user_id = str(event.user_id)

@@ -104,7 +104,7 @@ async def search(request: Request, q: Annotated[str, Query(max_length=MAX_ID_LEN
 
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a dashboard path of this site only (no open redirect)."""
-    if target and target.startswith(PREFIX) and not target.startswith("//") and "\\" not in target:
+    if target and (target == PREFIX or target.startswith((f"{PREFIX}/", f"{PREFIX}?"))) and "\\" not in target:
         return target
     return PREFIX
 

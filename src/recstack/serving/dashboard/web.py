@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from recstack import __version__
@@ -27,7 +27,7 @@ from recstack.serving.dashboard.queries import Memo
 from recstack.serving.recommender_service import RecommendationService
 from recstack.serving.reload import Reloader
 
-__all__ = ["PREFIX", "Dashboard", "dashboard_of", "form_of", "page", "refuse", "templates", "viewer_or_login"]
+__all__ = ["PREFIX", "Dashboard", "dashboard_of", "form_of", "off_loop", "page", "refuse", "templates", "viewer_or_login"]
 
 T = TypeVar("T")
 PREFIX = "/dashboard"
@@ -92,10 +92,8 @@ def _secure(response: Response) -> Response:
 
 def page(request: Request, name: str, viewer: Viewer | None, status: int = 200, **context: Any) -> Response:
     """Render template `name` for `viewer` (None: signed out), with the security headers."""
-    started = time.perf_counter()
     response = templates.TemplateResponse(
-        request, name, {"viewer": viewer, "path": request.url.path, "render_started": started, **context},
-        status_code=status,
+        request, name, {"viewer": viewer, "path": request.url.path, **context}, status_code=status,
     )
     return _secure(response)
 
@@ -125,7 +123,3 @@ async def form_of(request: Request) -> dict[str, str]:
 async def off_loop(function: Callable[..., T], *args: Any) -> T:
     """Run a store read or a model load on a worker thread: the event loop keeps answering the API."""
     return await asyncio.to_thread(function, *args)
-
-
-def html(text: str, status: int = 200) -> Response:
-    return _secure(HTMLResponse(text, status_code=status))
