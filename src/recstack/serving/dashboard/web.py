@@ -27,7 +27,9 @@ from recstack.serving.dashboard.queries import Memo
 from recstack.serving.recommender_service import RecommendationService
 from recstack.serving.reload import Reloader
 
-__all__ = ["PREFIX", "Dashboard", "dashboard_of", "form_of", "off_loop", "page", "refuse", "templates", "viewer_or_login"]
+__all__ = [
+    "PREFIX", "Dashboard", "dashboard_of", "form_of", "off_loop", "page", "refuse", "templates", "viewer_or_login",
+]
 
 T = TypeVar("T")
 PREFIX = "/dashboard"
