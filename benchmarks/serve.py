@@ -113,8 +113,8 @@ def setup(workdir: Path, users: int, items: int, interactions: int, kind: str = 
     user_frame, item_frame = make_catalog(config)
     store = open_store(f"sqlite:///{workdir / 'recstack.db'}")
     store.migrate()
-    for kind, frame in (("items", item_frame), ("users", user_frame)):
-        ingest(store, [RawBatch(frame.assign(_location="synthetic"))], "synthetic", IngestOptions(kind))  # type: ignore[arg-type]
+    for record_kind, frame in (("items", item_frame), ("users", user_frame)):
+        ingest(store, [RawBatch(frame.assign(_location="synthetic"))], "synthetic", IngestOptions(record_kind))  # type: ignore[arg-type]
     chunks = []
 
     def batches() -> Any:

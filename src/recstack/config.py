@@ -126,7 +126,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, description="Largest request body accepted (413).")
     max_events_per_batch: int = Field(default=1_000, ge=1, le=10_000, description="Most events in one POST.")
     max_k: int = Field(default=1_000, ge=1, le=1_000, description="Largest `k` a recommendation request may ask.")
-    max_id_length: int = Field(default=256, ge=1, le=256, description="Longest user, item or event id.")
+    max_id_length: int = Field(
+        default=256, ge=1, le=256, description="Longest user or item id in a path (events: 256)."
+    )
     max_text_length: int = Field(default=10_000, ge=1, description="Longest free-text field (title, description).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
     protect_metrics: bool = Field(default=False, description="/metrics needs an admin key.")

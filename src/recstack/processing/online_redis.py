@@ -124,7 +124,15 @@ class RedisOnlineState:
             self._call("apply", self._apply, keys=[], args=head + flat[start : start + chunk * 6])
 
     def history(self, user_id: str) -> History:
-        raw = self._call("history", self.client.zrevrange, f"{self.prefix}h:{user_id}", 0, self.limit - 1)
+        """The user's newest events. `BackendUnavailable` while the state holds no event at all (a new or
+        restarted, empty Redis): then the caller reads the store, which has every event the stream took,
+        rather than an empty history until the stream re-applies what failed during an outage."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(f"{self.prefix}clock")
+        pipe.zrevrange(f"{self.prefix}h:{user_id}", 0, self.limit - 1)
+        clock, raw = self._call("history", pipe.execute)
+        if clock is None:
+            raise BackendUnavailable("online state in Redis holds no events yet (new or restarted)")
         rows = []
         for member in raw:
             _, item_id, event_type, value = orjson.loads(member)

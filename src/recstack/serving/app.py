@@ -164,7 +164,7 @@ def create_app(
                    metrics.router):
         app.include_router(router)
     install_dashboard(app, settings)
-    add_fast_recommendations(app, users.router, settings.max_k)
+    add_fast_recommendations(app, users.router, settings.max_k, settings.max_id_length)
     contract.finish_document(app, settings)
     if not docs_open:
         _guarded_docs(app)

@@ -1,7 +1,7 @@
 """The OpenAPI document, made to say exactly what this server does.
 
 FastAPI's generated document is close; this finishes it: the three body shapes of `POST /v1/events` get
-their schemas, the configured limits (`max_k`) replace the hard maxima, optional query parameters are
+their schemas, the configured limits (`max_k`, `max_id_length`) replace the hard maxima, optional query parameters are
 what they are (absent or a value, never null), the unused validation-error schemas
 FastAPI adds go (every 4xx is `ErrorOut`), and with `auth: none` the security requirements and 401/403
 answers go, since the server never sends them.
@@ -64,6 +64,8 @@ def _finish(document: dict[str, Any], settings: Settings) -> None:
                 _not_null(parameter)
                 if parameter.get("name") == "k" and "schema" in parameter:
                     parameter["schema"]["maximum"] = settings.max_k
+                if parameter.get("name") in ("user_id", "item_id") and parameter.get("in") == "path":
+                    parameter["schema"]["maxLength"] = settings.max_id_length
             if keyless:
                 operation.pop("security", None)
                 for status in _AUTH_STATUSES:

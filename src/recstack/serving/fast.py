@@ -31,13 +31,14 @@ PATH = "/v1/users/{user_id}/recommendations"
 class _FastRecommendations:
     _KNOWN = frozenset({"k", "category", "exclude"})
 
-    def __init__(self, route: APIRoute, max_k: int) -> None:
+    def __init__(self, route: APIRoute, max_k: int, max_id_length: int) -> None:
         self.route = route
         self.max_k = max_k
+        self.max_id_length = max_id_length
 
     def _parse(self, scope: Scope) -> tuple[str, int, str | None, list[str]] | None:
         user_id = scope["path_params"].get("user_id", "")
-        if not 0 < len(user_id) <= MAX_ID_LENGTH or "\x00" in user_id:
+        if not 0 < len(user_id) <= self.max_id_length or "\x00" in user_id:
             return None
         k, category = 10, None
         exclude: list[str] = []
@@ -102,9 +103,10 @@ class _FastRoute(Route):
         return match, child
 
 
-def add_fast_recommendations(app: FastAPI, declared_in: APIRouter, max_k: int) -> None:
+def add_fast_recommendations(app: FastAPI, declared_in: APIRouter, max_k: int, max_id_length: int) -> None:
     """Put the fast route in front of every other route; `declared_in` holds the declared one."""
     declared = next(r for r in declared_in.routes if isinstance(r, APIRoute) and r.path == PATH)
-    fast = _FastRoute(declared.path, _FastRecommendations(declared, max_k), methods=["GET"], include_in_schema=False)
+    endpoint = _FastRecommendations(declared, max_k, max_id_length)
+    fast = _FastRoute(declared.path, endpoint, methods=["GET"], include_in_schema=False)
     fast.methods = {"GET"}  # as declared: no implicit HEAD
     app.router.routes.insert(0, fast)

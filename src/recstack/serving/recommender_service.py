@@ -40,7 +40,7 @@ from recstack.serving.picks import Picked, top, with_trending
 from recstack.serving.plans import FreshPlan, Plan, UserPlans, build_plans, liked_items, refresh_plans
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
 from recstack.storage import Store
-from recstack.storage.cache import Cache, invalidate_users
+from recstack.storage.cache import Cache, MemoryCache, invalidate_users
 
 __all__ = ["Answer", "RecommendationService", "ServingModel"]
 
@@ -160,6 +160,8 @@ class RecommendationService:
     ) -> None:
         self.store = store
         self.cache = cache
+        # A process-local cache is not shared by the workers: its answers are keyed by the user's history.
+        self.cache_shared = not isinstance(cache, MemoryCache)
         self.metrics = metrics
         self.cache_ttl_s = cache_ttl_s
         self.feedback = feedback or FeedbackConfig()
@@ -290,6 +292,13 @@ class RecommendationService:
         if model is None:
             headers[FALLBACK_HEADER] = "popularity; no champion model"
         epoch = self._cache_call(self.cache.get, f"epoch:{user_id}")
+        history: History | None = None
+        if not self.cache_shared:
+            # Each worker has its own memory cache, and an event taken by another worker cannot reach this
+            # one's epochs: key the answer by the history it was computed from, which every worker reads
+            # from the same online state, so any new event makes a new key.
+            history = self.history(user_id)
+            epoch = f"h{history.fingerprint:x}".encode() + (epoch or b"")
         if epoch is not None or self.cache_ok:
             version = "none" if model is None else f"{model.kind}{model.version}"
             # Hashed so that no user id or parameter value can make two requests share a key.
@@ -305,7 +314,7 @@ class RecommendationService:
                 self._cache_miss.inc()
         else:
             key = None
-        body = self._compute(model, catalog, user_id, k, category, exclude)
+        body = self._compute(model, catalog, user_id, k, category, exclude, history)
         if key is not None:
             self._cache_call(self.cache.set, key, body, self.cache_ttl_s)
         if self.impressions is not None:
@@ -314,11 +323,12 @@ class RecommendationService:
 
     def _compute(
         self, model: ServingModel | None, catalog: Catalog | None, user_id: str, k: int, category: str | None,
-        exclude: list[str],
+        exclude: list[str], history: History | None = None,
     ) -> bytes:
         if catalog is None:
             raise BackendUnavailable("the catalogue is not loaded yet")
-        history = self.history(user_id)
+        if history is None:
+            history = self.history(user_id)
         source = "model"
         planned = self._planned(model, catalog, user_id, k, category, exclude, history) if model else None
         ranked: Ranked | None = None

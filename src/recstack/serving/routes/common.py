@@ -8,14 +8,17 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 from fastapi.responses import Response
 
+from recstack.config import Settings
 from recstack.errors import InvalidRecord
 from recstack.schema import MAX_ID_LENGTH
 from recstack.serving.recommender_service import Answer
 from recstack.serving.schemas import ErrorOut
 
-__all__ = ["ERRORS", "IdPath", "K", "answer", "errors", "once"]
+__all__ = ["ERRORS", "IdPath", "ItemPath", "K", "UserPath", "answer", "errors", "once", "short"]
 
 IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern="^[^\x00]+$")]
+UserPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern="^[^\x00]+$", examples=["u000001"])]
+ItemPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern="^[^\x00]+$", examples=["v000042"])]
 K = Annotated[int, Query(ge=1, le=1000, description="How many items to return (at most the server's `max_k`).")]
 
 _TEXT: dict[int, str] = {
@@ -48,6 +51,12 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 ERRORS = errors(400, 401, 403, 413, 422, 429, 503)
 """What every guarded route can answer besides its success."""
+
+
+def short(settings: Settings, name: str, value: str) -> None:
+    """422 for a path id over the server's `max_id_length` (the document's `maxLength` says the same)."""
+    if len(value) > settings.max_id_length:
+        raise InvalidRecord(f"path.{name}: at most {settings.max_id_length} characters")
 
 
 def once(request: Request, *names: str) -> None:

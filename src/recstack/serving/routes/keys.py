@@ -17,6 +17,7 @@ from recstack.storage.store import ApiKey
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+KeyId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-z]+$", examples=["3f9a0c1d2e4b"])]
 _ERRORS = errors(400, 401, 403, 413, 422, 429, 503)
 
 
@@ -39,7 +40,7 @@ async def create_key(body: KeyIn, service: ServiceDep, _: AdminCaller) -> KeyCre
 
 @router.delete("/{key_id}", response_model=KeyOut, responses={**_ERRORS, **errors(404, 409)})
 async def revoke_key(
-    request: Request, key_id: Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-z]+$")],
+    request: Request, key_id: KeyId,
     service: ServiceDep, caller: AdminCaller,
 ) -> KeyOut:
     """Revoke a key: this server refuses it at once, others within their key-cache TTL. 404 for an

@@ -44,7 +44,7 @@ async def list_models(reloader: ReloaderDep, _: AdminCaller) -> list[ModelVersio
 
 @router.post("/{version}/promote", response_model=ModelDecision, responses=_ERRORS)
 async def promote(
-    version: Annotated[int, Path(ge=1, le=2**31 - 1)], reloader: ReloaderDep, _: AdminCaller,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[3])], reloader: ReloaderDep, _: AdminCaller,
     force: Annotated[bool, Query(description="Promote even if it does not beat the champion.")] = False,
 ) -> ModelDecision:
     """Make `version` the champion if it beats the current one on the champion metric (or with `force`).
