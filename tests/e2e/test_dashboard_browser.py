@@ -203,10 +203,38 @@ def test_every_page_loads_clean_at_desktop_and_phone_width(browser: Any, site: S
     for axis in axes:
         assert axis in drawn, drawn
     assert charts.inner_text("#count-interactions") == "100k"
+    charts.goto("/dashboard/search?q=star+wars")
+    assert "Star Wars (1977)" in charts.inner_text("#item-results")
+    charts.fill("#q", "1")
+    charts.press("#q", "Enter")
+    charts.wait_for_selector("#user-results")
+    assert "1" in charts.eval_on_selector_all("#user-results a", "els => els.map(e => e.textContent)")
+    charts.goto(f"/dashboard/items/{site.item}")
+    assert charts.eval_on_selector_all("#similar li", "els => els.length") == 10
+    assert re.search(r"\(\d{4}\)", charts.inner_text("#similar")) and charts.query_selector("#engagers td a")
     charts.goto("/dashboard/stream")
     dead = charts.inner_text("#dead-letters")
     assert "recstack.events" in dead and "{not json" in dead, dead
     charts.close()
+
+
+def test_the_overview_follows_live_traffic(browser: Any, site: Site) -> None:
+    watched = signed_in(browser, site, "read", DESKTOP)
+    page = watched.page
+    page.goto("/dashboard")
+    before = page.inner_text("[data-field=window_s]")
+    with httpx.Client(base_url=site.base, timeout=30) as client:
+        for user in range(100, 130):
+            answer = client.get(f"/v1/users/{user}/recommendations", headers={"X-API-Key": site.keys["read"]})
+            assert answer.status_code == 200
+    deadline = time.monotonic() + 30
+    while page.inner_text("[data-field=window_s]") == before:  # the page polls every 5 s
+        assert time.monotonic() < deadline, "the live figures never updated"
+        page.wait_for_timeout(250)
+    assert float(page.inner_text("[data-field=requests_per_s]")) > 0
+    assert page.inner_text("[data-field=p50_ms]") not in {"", "–"}
+    watched.clean()
+    page.context.close()
 
 
 def test_explorer_shows_titled_recommendations_and_a_test_event_changes_them(browser: Any, site: Site) -> None:
