@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
     protect_metrics: bool = Field(default=False, description="/metrics needs an admin key.")
     protect_docs: bool = Field(default=False, description="/docs and /openapi.json need an admin key.")
+    session_secret: str = Field(
+        default="", description="Signs dashboard session cookies; set one for several workers (default: per process)."
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -143,6 +146,9 @@ class Settings(BaseSettings):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
+            if name == "session_secret" and value:
+                yield name, "***"
+                continue
             yield name, (redact_url(value) if isinstance(value, str) and "://" in value else value)
 
     @model_validator(mode="after")

@@ -65,8 +65,10 @@ def test_demo_ends_by_serving_the_api(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the demo's server never answered"
                 time.sleep(0.3)
         assert response.json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{port}/dashboard/login", timeout=10).status_code == 200
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert f"'http://127.0.0.1:{port}/v1/users/" in output
     assert "-H 'Authorization: Bearer rk_" in output
+    assert f"Dashboard at http://127.0.0.1:{port}/dashboard" in output

@@ -95,6 +95,9 @@ def _serve(ctx: typer.Context, host: str, port: int, who: str, what: str) -> Non
     ):
         console.print(f"  {line}", soft_wrap=True, highlight=False)
     console.print(f"API docs at {base}/docs · Ctrl-C stops the server")
+    sign_in = "" if settings(ctx).auth == "none" else (
+        " (sign in with the key above; `recstack keys create --scope admin` makes one that can promote)")
+    console.print(f"Dashboard at {base}/dashboard{sign_in}", soft_wrap=True, highlight=False)
     serve(ctx, host=host, port=port)
 
 

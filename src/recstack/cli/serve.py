@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Annotated
 
 import typer
@@ -56,6 +57,8 @@ def serve(
         return
     if not 1 <= workers <= 64:
         raise ConfigurationError(f"--workers must be between 1 and 64, got {workers}")
+    if not current.session_secret:  # every worker must read the others' dashboard sessions
+        current = current.model_copy(update={"session_secret": secrets.token_urlsafe(32)})
     _export(current)
     uvicorn.run(
         "recstack.serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level,

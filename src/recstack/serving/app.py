@@ -33,6 +33,7 @@ from recstack.processing.stream import BatchReport, StreamProcessor
 from recstack.schema import ValidationRules
 from recstack.serving import contract, handlers
 from recstack.serving.auth import KeyRing, Scope
+from recstack.serving.dashboard import install_dashboard
 from recstack.serving.deps import client_of, guard_of
 from recstack.serving.fast import add_fast_recommendations
 from recstack.serving.feedback import FeedbackConfig
@@ -162,6 +163,7 @@ def create_app(
     for router in (users.router, items.router, events.router, models.router, keys.router, health.router,
                    metrics.router):
         app.include_router(router)
+    install_dashboard(app, settings)
     add_fast_recommendations(app, users.router, settings.max_k, settings.max_id_length)
     contract.finish_document(app, settings)
     if not docs_open:
