@@ -13,23 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from integration.serving_support import free_port
 from recstack.cli.main import app
+from recstack.errors import EngineFailure
 from recstack.evaluation.holdout import Holdout, evaluate_holdout
 from recstack.ingestion import IngestOptions, ingest
 from recstack.ingestion import datasets as ds
 from recstack.ingestion.files import read_file
 from recstack.ingestion.synthetic import SyntheticConfig, generate, iter_interactions, make_catalog
 from recstack.models.als import ALS
-from recstack.models.mllib_als import MLlibALS
+from recstack.models.mllib_als import MLlibALS, MLlibALSConfig
 from recstack.processing import etl
 from recstack.processing.spark import etl as spark_etl
-from recstack.processing.spark.als import fit_spark
+from recstack.processing.spark.als import fit_spark, train_factors
 from recstack.processing.spark.recommend import cooccurrence, load_cache, recommend_all
+from recstack.processing.spark.session import is_alive, spark_session
 from recstack.processing.spark.sources import read_jdbc, read_snapshot
 from recstack.processing.weighting import video
 from recstack.storage import open_store
@@ -132,6 +135,30 @@ def test_mllib_als_is_within_002_ndcg_of_implicit_als(spark: Any, movielens_lake
     mllib = evaluate_holdout(lambda: MLlibALS(), interactions, items, None, split, 10).metrics["ndcg@10"]
     assert implicit > 0.3
     assert abs(mllib - implicit) <= 0.02, (mllib, implicit)
+
+
+def test_a_long_mllib_als_run_keeps_the_jvm(spark: Any) -> None:
+    """40 iterations without checkpoints overflow a task thread's stack, which exits a local session's JVM."""
+    rows = [(u, (u * 7 + j) % 30, 1.0 + j) for u in range(40) for j in range(6)]
+    pairs = spark.createDataFrame(rows, "user_idx int, item_idx int, weight double")
+    config = MLlibALSConfig(factors=4, iterations=40, blocks=1)
+    users, items = train_factors(pairs, 40, 30, config)
+    assert users.shape == (40, 4) and items.shape == (30, 4) and np.isfinite(users).all()
+    assert spark.sparkContext.getCheckpointDir() is not None and is_alive(spark)
+
+
+def test_a_dead_jvm_gives_a_readable_error_and_a_fresh_session(spark_launch: tuple[dict[str, str], Any]) -> None:
+    conf, jar = spark_launch
+    doomed = spark_session("local[2]", conf, jdbc_jar=jar)
+    pairs = doomed.createDataFrame([(0, 0, 1.0), (1, 1, 1.0)], "user_idx int, item_idx int, weight double")
+    doomed.sparkContext._gateway.proc.kill()
+    doomed.sparkContext._gateway.proc.wait(timeout=60)
+    assert not is_alive(doomed)
+    with pytest.raises(EngineFailure, match="the Spark JVM exited"):
+        train_factors(pairs, 2, 2, MLlibALSConfig(factors=2, iterations=1, blocks=1))
+    fresh = spark_session("local[2]", conf, jdbc_jar=jar)
+    assert fresh is not doomed and is_alive(fresh)
+    assert fresh.range(10).count() == 10
 
 
 def test_batch_recommendations_cooccurrence_and_cache(spark: Any, tmp_path: Path) -> None:
