@@ -150,7 +150,8 @@ def spark_launch() -> Iterator[tuple[dict[str, str], Any]]:
         jar = find_jdbc_jar()
     except ConfigurationError as exc:
         unavailable("the PostgreSQL JDBC driver", str(exc))
-    yield {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}, jar
+    conf = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g", "spark.ui.showConsoleProgress": "false"}
+    yield conf, jar
     from pyspark.sql import SparkSession
 
     session = SparkSession._instantiatedSession
