@@ -133,8 +133,8 @@ def kafka_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] SparkSession shared by every Spark test: starting one costs seconds, so it starts once."""
+def spark_launch() -> Iterator[tuple[dict[str, str], Any]]:
+    """How the Spark tests' local[2] session is started (its conf and the JDBC jar); stops it at the end."""
     import shutil
 
     try:
@@ -144,13 +144,26 @@ def spark() -> Iterator[Any]:
     if shutil.which("java") is None:
         unavailable("Java", "no java on PATH; Spark needs Java 17")
     from recstack.errors import ConfigurationError
-    from recstack.processing.spark.session import find_jdbc_jar, spark_session
+    from recstack.processing.spark.session import find_jdbc_jar, is_alive
 
     try:
         jar = find_jdbc_jar()
     except ConfigurationError as exc:
         unavailable("the PostgreSQL JDBC driver", str(exc))
-    conf = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
-    session = spark_session("local[2]", conf, jdbc_jar=jar)
-    yield session
-    session.stop()
+    conf = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g", "spark.ui.showConsoleProgress": "false"}
+    yield conf, jar
+    from pyspark.sql import SparkSession
+
+    session = SparkSession._instantiatedSession
+    if session is not None and is_alive(session):
+        session.stop()
+
+
+@pytest.fixture
+def spark(spark_launch: tuple[dict[str, str], Any]) -> Any:
+    """The local[2] SparkSession every Spark test shares (starting one costs seconds, so it starts once); if
+    an earlier test's job took its JVM down, this test gets a fresh one instead of a dead gateway."""
+    from recstack.processing.spark.session import spark_session
+
+    conf, jar = spark_launch
+    return spark_session("local[2]", conf, jdbc_jar=jar)

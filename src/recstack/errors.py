@@ -119,6 +119,12 @@ class ApiError(RecstackError):
         self.status = status
 
 
+class EngineFailure(RecstackError):
+    """A batch job on a distributed engine (Spark) failed; the message names the job and, when known, why."""
+
+    exit_code = 7
+
+
 class BackupError(RecstackError):
     """A backup archive that is not one, fails its checksums, or a dump or restore tool that failed."""
 

@@ -13,23 +13,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from integration.serving_support import free_port
 from recstack.cli.main import app
+from recstack.errors import EngineFailure
 from recstack.evaluation.holdout import Holdout, evaluate_holdout
 from recstack.ingestion import IngestOptions, ingest
 from recstack.ingestion import datasets as ds
 from recstack.ingestion.files import read_file
 from recstack.ingestion.synthetic import SyntheticConfig, generate, iter_interactions, make_catalog
 from recstack.models.als import ALS
-from recstack.models.mllib_als import MLlibALS
+from recstack.models.mllib_als import MLlibALS, MLlibALSConfig
 from recstack.processing import etl
 from recstack.processing.spark import etl as spark_etl
-from recstack.processing.spark.als import fit_spark
+from recstack.processing.spark.als import fit_spark, train_factors
 from recstack.processing.spark.recommend import cooccurrence, load_cache, recommend_all
+from recstack.processing.spark.session import is_alive, spark_session
 from recstack.processing.spark.sources import read_jdbc, read_snapshot
 from recstack.processing.weighting import video
 from recstack.storage import open_store
@@ -87,7 +90,12 @@ def test_spark_etl_and_features_equal_the_embedded_on_movielens(
     assert_same(tmp_path / "embedded-features", tmp_path / "spark-features", ["user_features", "item_features"])
 
 
-def test_spark_etl_equals_the_embedded_on_watch_times_repeats_and_bad_rows(spark: Any, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def synthetic_runs(
+    spark_launch: tuple[dict[str, str], Any], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Any, Any]:
+    """Both engines' ETL of a synthetic video set with watch times, repeated events and bad rows, run once
+    for the module: (embedded out, spark out, embedded report, spark report)."""
     config = SyntheticConfig(users=150, items=100, interactions=8_000, seed=5)
     clean = pd.concat(list(iter_interactions(config)), ignore_index=True)
     clean["timestamp"] = clean["timestamp"].dt.as_unit("ms").astype("int64")
@@ -98,13 +106,22 @@ def test_spark_etl_equals_the_embedded_on_watch_times_repeats_and_bad_rows(spark
     bad = clean.head(3).assign(event_type="teleport", event_id=["bad-1", "bad-2", "bad-3"])
     raw = pd.concat([clean, repeats, bad], ignore_index=True)
     options = etl.EtlOptions(now_ms=CLOCK.now_ms, weighting=video().model_copy(update={"half_life_days": 30.0}))
-    embedded = etl.run_etl(raw, items, tmp_path / "embedded", options)
-    distributed = spark_etl.run_etl(spark, spark.createDataFrame(raw), items, tmp_path / "spark", options)
+    root = tmp_path_factory.mktemp("synthetic")
+    spark = spark_session("local[2]", spark_launch[0], jdbc_jar=spark_launch[1])
+    embedded = etl.run_etl(raw, items, root / "embedded", options)
+    distributed = spark_etl.run_etl(spark, spark.createDataFrame(raw), items, root / "spark", options)
+    return root / "embedded", root / "spark", embedded, distributed
+
+
+def test_spark_etl_equals_the_embedded_on_watch_times_repeats_and_bad_rows(
+    spark: Any, synthetic_runs: tuple[Path, Path, Any, Any]
+) -> None:
+    embedded_out, spark_out, embedded, distributed = synthetic_runs
     assert (embedded.rejected, embedded.duplicates, embedded.events) == (3, 300, 8_000)
     assert (distributed.rejected, distributed.duplicates, distributed.events) == (3, 300, 8_000)
-    rejected = etl.read_output(tmp_path / "spark", "rejected")
+    rejected = etl.read_output(spark_out, "rejected")
     assert rejected["reason"].str.contains("event_type 'teleport' is not one of").all()
-    assert_same(tmp_path / "embedded", tmp_path / "spark", list(KEYS)[:6])
+    assert_same(embedded_out, spark_out, list(KEYS)[:6])
 
 
 @pytest.mark.postgres
@@ -134,12 +151,34 @@ def test_mllib_als_is_within_002_ndcg_of_implicit_als(spark: Any, movielens_lake
     assert abs(mllib - implicit) <= 0.02, (mllib, implicit)
 
 
-def test_batch_recommendations_cooccurrence_and_cache(spark: Any, tmp_path: Path) -> None:
-    config = SyntheticConfig(users=60, items=40, interactions=2_000, seed=9)
-    raw = pd.concat(list(iter_interactions(config)), ignore_index=True)
-    raw["timestamp"] = raw["timestamp"].dt.as_unit("ms").astype("int64")
-    spark_etl.run_etl(spark, spark.createDataFrame(raw), None, tmp_path / "etl", CLOCK)
-    pairs = spark.read.parquet(str(tmp_path / "etl" / "pairs"))
+def test_a_long_mllib_als_run_keeps_the_jvm(spark: Any) -> None:
+    """40 iterations without checkpoints overflow a task thread's stack, which exits a local session's JVM."""
+    rows = [(u, (u * 7 + j) % 30, 1.0 + j) for u in range(40) for j in range(6)]
+    pairs = spark.createDataFrame(rows, "user_idx int, item_idx int, weight double")
+    config = MLlibALSConfig(factors=4, iterations=40, blocks=1)
+    users, items = train_factors(pairs, 40, 30, config)
+    assert users.shape == (40, 4) and items.shape == (30, 4) and np.isfinite(users).all()
+    assert spark.sparkContext.getCheckpointDir() is not None and is_alive(spark)
+
+
+def test_a_dead_jvm_gives_a_readable_error_and_a_fresh_session(spark_launch: tuple[dict[str, str], Any]) -> None:
+    conf, jar = spark_launch
+    doomed = spark_session("local[2]", conf, jdbc_jar=jar)
+    pairs = doomed.createDataFrame([(0, 0, 1.0), (1, 1, 1.0)], "user_idx int, item_idx int, weight double")
+    doomed.sparkContext._gateway.proc.kill()
+    doomed.sparkContext._gateway.proc.wait(timeout=60)
+    assert not is_alive(doomed)
+    with pytest.raises(EngineFailure, match="the Spark JVM exited"):
+        train_factors(pairs, 2, 2, MLlibALSConfig(factors=2, iterations=1, blocks=1))
+    fresh = spark_session("local[2]", conf, jdbc_jar=jar)
+    assert fresh is not doomed and is_alive(fresh)
+    assert fresh.range(10).count() == 10
+
+
+def test_batch_recommendations_cooccurrence_and_cache(
+    spark: Any, synthetic_runs: tuple[Path, Path, Any, Any], tmp_path: Path
+) -> None:
+    pairs = spark.read.parquet(str(synthetic_runs[1] / "pairs"))
     model = fit_spark(spark, pairs, factors=8, iterations=5)
     assert model.seen_ is not None and model.seen_.nnz == pairs.count()
     rows = recommend_all(spark, model, tmp_path / "batch" / "recommendations", k=5)

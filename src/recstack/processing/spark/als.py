@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recstack.processing.matrix import Vocabulary
-from recstack.processing.spark.session import pandas
+from recstack.processing.spark.session import ensure_checkpoint_dir, job_failure, pandas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["fit_spark", "train_factors"]
 
 logger = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL = 5
+"""Iterations between checkpoints of the factors: each ALS iteration lengthens the lineage a task deserialises,
+and without checkpoints 15 or so overflow a task thread's stack (fatal for a local session's JVM)."""
 
 
 def _factors(frame: DataFrame, n: int, rank: int) -> np.ndarray:
@@ -47,14 +51,22 @@ def train_factors(
     `weight` (the summed strength of the pair)."""
     from pyspark.ml.recommendation import ALS as SparkALS
 
-    estimator = SparkALS(
-        rank=config.factors, maxIter=config.iterations, regParam=config.regularization, alpha=config.alpha,
-        implicitPrefs=True, seed=config.random_state, userCol="user_idx", itemCol="item_idx",
-        ratingCol="weight", nonnegative=False, coldStartStrategy="drop",
-        numUserBlocks=config.blocks, numItemBlocks=config.blocks,
-    )
-    model = estimator.fit(pairs)
-    return _factors(model.userFactors, n_users, config.factors), _factors(model.itemFactors, n_items, config.factors)
+    session = pairs.sparkSession
+    try:
+        if not ensure_checkpoint_dir(session):
+            logger.warning("no spark.checkpoint.dir: MLlib ALS runs without checkpoints, and a long run may "
+                           "overflow an executor's stack")
+        estimator = SparkALS(
+            rank=config.factors, maxIter=config.iterations, regParam=config.regularization, alpha=config.alpha,
+            implicitPrefs=True, seed=config.random_state, userCol="user_idx", itemCol="item_idx",
+            ratingCol="weight", nonnegative=False, coldStartStrategy="drop",
+            numUserBlocks=config.blocks, numItemBlocks=config.blocks, checkpointInterval=CHECKPOINT_INTERVAL,
+        )
+        model = estimator.fit(pairs)
+        users = _factors(model.userFactors, n_users, config.factors)
+        return users, _factors(model.itemFactors, n_items, config.factors)
+    except Exception as exc:  # py4j's errors, or a bare socket error when the JVM has exited
+        raise job_failure("MLlib ALS", session, exc) from exc
 
 
 def _vocabulary(frame: DataFrame, column: str) -> Vocabulary:

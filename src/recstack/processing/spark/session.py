@@ -8,21 +8,28 @@ configuration, never code.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, cast
 
 import pandas as pd
 
-from recstack.errors import ConfigurationError, MissingExtra
+from recstack.errors import ConfigurationError, EngineFailure, MissingExtra
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["JDBC_PACKAGE", "find_jdbc_jar", "pandas", "require_pyspark", "spark_session"]
+__all__ = [
+    "JDBC_PACKAGE", "ensure_checkpoint_dir", "find_jdbc_jar", "is_alive", "job_failure", "pandas", "require_pyspark",
+    "spark_session",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,13 @@ DEFAULT_CONF: Final[dict[str, str]] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
 }
+
+# On a local master the tasks run on threads of the driver JVM, and a fatal error in a task (a StackOverflowError
+# while deserialising a deep lineage, as MLlib's iterative ALS builds) makes Spark exit that JVM, taking the
+# session and every later job with it. The stack a lineage needs varies with how much of the deserialiser the
+# JIT has compiled (interpreted frames are larger), so a run that fits on an idle machine can overflow on a
+# loaded one: local sessions get a deep thread stack and a checkpoint directory, which bounds the lineage.
+LOCAL_STACK: Final = "-Xss16m"
 
 
 def require_pyspark() -> None:
@@ -86,10 +100,19 @@ def spark_session(
     require_pyspark()
     from pyspark.sql import SparkSession
 
+    current = SparkSession._instantiatedSession
+    if current is not None and not is_alive(current):
+        logger.warning("the previous SparkSession's JVM is gone; starting a new one")
+        _discard(current)
+    settings = {**DEFAULT_CONF, **dict(conf or {})}
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    settings = {**DEFAULT_CONF, **dict(conf or {})}
+        options = settings.get("spark.driver.extraJavaOptions", "")
+        if "-Xss" not in options:
+            settings["spark.driver.extraJavaOptions"] = f"{options} {LOCAL_STACK}".strip()
+        if "spark.checkpoint.dir" not in settings and SparkSession._instantiatedSession is None:
+            settings["spark.checkpoint.dir"] = _scratch_dir()
     if jdbc_jar is not None:
         jars = [j for j in settings.get("spark.jars", "").split(",") if j]
         settings["spark.jars"] = ",".join([*jars, str(jdbc_jar)])
@@ -100,6 +123,73 @@ def spark_session(
     session.sparkContext.setLogLevel("ERROR")
     logger.info("Spark %s on %s", session.version, master)
     return session
+
+
+def is_alive(session: SparkSession) -> bool:
+    """Whether `session` still has a running SparkContext whose JVM answers."""
+    context = session.sparkContext
+    if getattr(context, "_jsc", None) is None:
+        return False
+    try:
+        return not bool(context._jsc.sc().isStopped())
+    except Exception:  # py4j raises its own errors or a bare socket error once the JVM has exited
+        return False
+
+
+def _discard(session: SparkSession) -> None:
+    """Forget a session whose JVM has exited, so the next `getOrCreate` launches a new JVM instead of
+    reusing the dead gateway pyspark keeps in class attributes."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession, SQLContext
+
+    with contextlib.suppress(Exception):
+        session.sparkContext.stop()
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        with contextlib.suppress(Exception):
+            gateway.shutdown()
+        process = getattr(gateway, "proc", None)
+        if process is not None:
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.wait(timeout=10)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
+    SQLContext._instantiatedContext = None
+
+
+def _scratch_dir() -> str:
+    path = tempfile.mkdtemp(prefix="recstack-spark-checkpoints-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def ensure_checkpoint_dir(session: SparkSession) -> bool:
+    """Give a local session without one a checkpoint directory (a cluster's must be on storage every
+    executor shares, so it comes from `spark_conf`'s `spark.checkpoint.dir`); True when there is one."""
+    context = session.sparkContext
+    if context.getCheckpointDir() is None and (context.master or "").startswith("local"):
+        context.setCheckpointDir(_scratch_dir())
+    return context.getCheckpointDir() is not None
+
+
+def job_failure(job: str, session: SparkSession, error: BaseException) -> EngineFailure:
+    """A readable `EngineFailure` for a Spark job that raised `error` (often a py4j error whose `str()`
+    itself fails once the JVM has exited)."""
+    try:
+        detail = str(error).strip().splitlines()[0]
+    except Exception:
+        detail = type(error).__name__
+    if is_alive(session):
+        return EngineFailure(f"Spark job {job} failed: {detail}")
+    return EngineFailure(
+        f"Spark job {job} failed and the Spark JVM exited ({detail}); its log above names the cause: a "
+        "StackOverflowError means a lineage too deep for the thread stack (set spark.checkpoint.dir or a "
+        "larger -Xss in spark.driver.extraJavaOptions), an OutOfMemoryError a too small spark.driver.memory"
+    )
 
 
 def pandas(frame: DataFrame) -> pd.DataFrame:
