@@ -125,7 +125,7 @@ def test_evaluate_a_file_writes_table_json_and_plot(platform: dict[str, Path], t
     out = tmp_path / "report"
     run = recstack(tmp_path, "evaluate", "--data", str(platform["interactions"]), "--items", str(platform["items"]),
                    "--model", "popularity", "--model", "item_knn", "--model", "ease", "--k", "5",
-                   "--out", str(out))
+                   "--out", str(out), "--all")
     assert run.returncode == 0, run.stderr
     for column in ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty", "diversity",
                    "ndcg(cold)", "ndcg(long_tail)", "fit_s"):
