@@ -69,6 +69,7 @@ SINGLE_MODELS = [
     "tfidf",
     "item2vec",
     "text2vec",
+    "hybrid",
 ]
 # Protocol T: the peers (EASE at a few λ on binary and log-scaled values, implicit ALS, item-kNN, popularity)
 # and recstack's own models that use time.
