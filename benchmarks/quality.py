@@ -16,8 +16,9 @@ Run: `.venv/bin/python benchmarks/quality.py [--data /work/shared/data] [--budge
 - Protocol A−t (issue 9): protocol A given only `user_id, item_id, value` (no timestamps), on 100K.
 
 Each model is trained on the training part only (`auto` carves its own validation split from it: with
-timestamps, each user's newest interactions of the training part, whatever the protocol), with its
-default parameters, plus EASE at λ = 500 (the peers' reference). Results go to
+timestamps, each user's newest interactions of the training part, whatever the protocol; on A and B it
+also runs told the question is a random share, `validation="random"`), with its default parameters, plus
+EASE at λ = 500 (the peers' reference). Results go to
 benchmarks/results/quality.json and quality.png; the table is printed. The files are read directly (tab-
 and comma-separated) so the row order, which protocol B's seeded draw depends on, is the file's.
 """
@@ -144,6 +145,7 @@ def evaluate(
     row["recommend_s"] = recommend_s
     if name == "auto":
         row["auto"] = getattr(model, "report_", {})
+        row["auto_validation"] = row["auto"].get("validation_protocol")
     return row
 
 
@@ -176,6 +178,8 @@ def run(
         else:
             models = single
         models = [*models, auto]
+        if protocol in ("A", "B"):  # a random test asks another question than "what next?": say so to auto
+            models.append(("auto validation=random", "auto", {"time_budget_s": budget, "validation": "random"}, "raw"))
         if only:
             models = [entry for entry in models if entry[0] in only or entry[1] in only]
         board: dict[str, Any] = {}
@@ -191,7 +195,7 @@ def run(
             "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         peers = {k: v[f"ndcg@{K}"] for k, v in board.items() if k.startswith("peer ")}
-        if peers and "auto" in board:
+        if peers and "auto" in board:  # protocol T
             best = max(peers, key=lambda k: peers[k])
             results[label]["best_peer"] = best
             results[label]["auto_ratio_to_best_peer"] = board["auto"][f"ndcg@{K}"] / peers[best]

@@ -115,6 +115,9 @@ class Recommender(ABC, Generic[C]):
     model names):
     - `needs_timestamps` (default False): the model learns from the order or time of events and cannot run
       on interactions without a `timestamp` column.
+    - `forecasts` (default False): the model is trained to predict each user's next interactions (its
+      training target is what came after a cut in time), so a search that validates on a random share of
+      interactions leaves it out.
     - `subsumes` (default empty): catalogue names of models this one generalises where it applies (a
       sequence-aware EASE with sequence weight 0 is EASE), so a search need not try both.
     - `reason` (default `collaborative`): what serving says an item was recommended for when `explain`
@@ -129,6 +132,7 @@ class Recommender(ABC, Generic[C]):
     catalog_items: ClassVar[bool] = False
     needs_item_features: ClassVar[bool] = False
     needs_timestamps: ClassVar[bool] = False
+    forecasts: ClassVar[bool] = False
     subsumes: ClassVar[frozenset[str]] = frozenset()
     reason: ClassVar[str] = "collaborative"
     needs_extra: ClassVar[str | None] = None

@@ -141,6 +141,8 @@ def test_candidates_are_screened_by_their_declarations_not_their_names(platform:
     assert with_time == [timed, "item_knn", "tfidf", "sequence_ease"]  # sequence_ease subsumes ease
     without = screen(run, names, platform.train.drop(columns="timestamp"), None)
     assert without == ["item_knn", "ease"]  # tfidf needs item features; the sequence models need time
+    assert screen(run, ["hybrid", "item_knn"], platform.train, None) == ["item_knn"]  # forecasts, random run
+    assert screen(AutoRun(AutoConfig(), temporal=True), ["hybrid"], platform.train, None) == ["hybrid"]
     tight = AutoRun(AutoConfig(memory_limit_mb=1e-3), temporal=False)
     assert screen(tight, ["ease", "item_knn"], platform.train, None) == []
 

@@ -36,7 +36,8 @@ Tuned = dict[str, tuple[dict[str, Any], float]]
 
 def screen(run: AutoRun, names: list[str], fit_part: pd.DataFrame, items: pd.DataFrame | None) -> list[str]:
     """The candidates that can run on this data, by their declarations: a model that needs timestamps is
-    dropped without them, one that needs item features without an items frame, one whose
+    dropped without them, one that `forecasts` unless the run validates temporally, one that needs item
+    features without an items frame, one whose
     `memory_estimate` for the items with at least three users exceeds `memory_limit_mb`, and one that
     another applicable candidate `subsumes` (tuning the general one may pick the special case)."""
     timed = has_timestamps(fit_part)
@@ -48,6 +49,9 @@ def screen(run: AutoRun, names: list[str], fit_part: pd.DataFrame, items: pd.Dat
     for name, cls in classes.items():
         if cls.needs_timestamps and not timed:
             logger.info("auto: skipping %s: it needs timestamps", name)
+            continue
+        if cls.forecasts and not run.temporal:
+            logger.info("auto: skipping %s: it forecasts what comes next and validation is random", name)
             continue
         if cls.needs_item_features and items is None:
             logger.info("auto: skipping %s: it needs item features", name)
