@@ -1,6 +1,7 @@
-"""Offline quality of every model and of `auto` on MovieLens, under issue 3's two protocols.
+"""Offline quality of every model and of `auto` on MovieLens, under three protocols.
 
-Run: `.venv/bin/python benchmarks/quality.py [--data /work/shared/data] [--budget 300] [--only auto,ease]`.
+Run: `.venv/bin/python benchmarks/quality.py [--data /work/shared/data] [--budget 300] [--only auto,ease]
+[--runs "ml-100k T,ml-latest-small T"]`.
 
 - Protocol A (the main one): per-user stratified random split 75/25 with seed 42, every test item relevant,
   training items excluded, K = 10. Run on MovieLens-100K and MovieLens-latest-small.
@@ -8,9 +9,16 @@ Run: `.venv/bin/python benchmarks/quality.py [--data /work/shared/data] [--budge
   filter_by="item", seed=42)` (`recstack.evaluation.splits.stratified_by_item`, identical row for row on
   the file's row order), K = 10, seen items removed, every held-out rating relevant; their `map` divides
   by the number of relevant items (`map_all` here). Run on MovieLens-100K, beside their published rows.
+- Protocol T (what production asks: what will this user pick next?): per-user temporal 75/25 (each user's
+  newest 25 % of interactions by time is the test, `temporal_by_user`), K = 10, training items excluded,
+  every test interaction relevant. Run on both MovieLens sets, against the peers measured in the same run:
+  EASE at λ ∈ {100, 300, 500} on binary and log(1 + rating) values, implicit ALS, item-kNN, popularity.
+- Protocol A−t (issue 9): protocol A given only `user_id, item_id, value` (no timestamps), on 100K.
 
-Each model is trained on the training part only (`auto` carves its own validation split from it), with its
-default parameters, plus EASE at λ = 500 (the peers' reference). Results go to
+Each model is trained on the training part only (`auto` carves its own validation split from it: with
+timestamps, each user's newest interactions of the training part, whatever the protocol; on A and B it
+also runs told the question is a random share, `validation="random"`), with its default parameters, plus
+EASE at λ = 500 (the peers' reference). Results go to
 benchmarks/results/quality.json and quality.png; the table is printed. The files are read directly (tab-
 and comma-separated) so the row order, which protocol B's seeded draw depends on, is the file's.
 """
@@ -33,7 +41,7 @@ from rich.table import Table
 
 from recstack.evaluation import metrics as m
 from recstack.evaluation.report import plot_comparison
-from recstack.evaluation.splits import stratified_by_item, stratified_by_user
+from recstack.evaluation.splits import stratified_by_item, stratified_by_user, temporal_by_user
 from recstack.models import catalog
 
 RESULTS = Path(__file__).parent / "results"
@@ -62,7 +70,22 @@ SINGLE_MODELS = [
     "tfidf",
     "item2vec",
     "text2vec",
+    "hybrid",
 ]
+# Protocol T: the peers (EASE at a few λ on binary and log-scaled values, implicit ALS, item-kNN, popularity)
+# and recstack's own models that use time.
+PEERS_T: list[tuple[str, str, dict[str, Any], str]] = [
+    *[
+        (f"peer ease λ={l2:g} {values}", "ease", {"l2": l2}, values)
+        for values in ("binary", "log")
+        for l2 in (100.0, 300.0, 500.0)
+    ],
+    ("peer als", "als", {}, "raw"),
+    ("peer item_knn", "item_knn", {}, "raw"),
+    ("peer popularity", "popularity", {}, "raw"),
+]
+OWN_T = ["ease", "sequence_ease", "sequence_knn", "rp3beta", "pure_svd", "hybrid"]
+RUNS = ["ml-100k A", "ml-100k B", "ml-latest-small A", "ml-100k T", "ml-latest-small T", "ml-100k A-t"]
 
 
 def load_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -92,12 +115,26 @@ def _typed(ratings: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _valued(frame: pd.DataFrame, values: str) -> pd.DataFrame:
+    """The peers' value readings: every rating 1 (`binary`), log(1 + rating) (`log`), or recstack's own."""
+    if values == "binary":
+        return frame.assign(weight=1.0)
+    if values == "log":
+        return frame.assign(weight=np.log1p(frame["value"].to_numpy(dtype=float)))
+    return frame
+
+
 def evaluate(
-    name: str, params: dict[str, Any], train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame
+    name: str,
+    params: dict[str, Any],
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    items: pd.DataFrame,
+    values: str = "raw",
 ) -> dict[str, Any]:
     model = catalog.create(name, **params)
     started = time.perf_counter()
-    model.fit(train, items=items)
+    model.fit(_valued(train, values), items=items)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     recs = model.recommend(pd.unique(test["user_id"]), k=K)
@@ -108,35 +145,64 @@ def evaluate(
     row["recommend_s"] = recommend_s
     if name == "auto":
         row["auto"] = getattr(model, "report_", {})
+        row["auto_validation"] = row["auto"].get("validation_protocol")
     return row
 
 
-def run(data: Path, budget: float, only: list[str] | None, console: Console) -> dict[str, Any]:
-    runs = {
-        "ml-100k A": (load_100k(data / "movielens-100k"), "A"),
-        "ml-100k B": (load_100k(data / "movielens-100k"), "B"),
-        "ml-latest-small A": (load_latest_small(data / "movielens-latest-small"), "A"),
+def run(
+    data: Path, budget: float, only: list[str] | None, console: Console, wanted: list[str] | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    sets = {
+        "ml-100k": lambda: load_100k(data / "movielens-100k"),
+        "ml-latest-small": lambda: load_latest_small(data / "movielens-latest-small"),
     }
-    models: list[tuple[str, str, dict[str, Any]]] = [(n, n, {}) for n in SINGLE_MODELS]
-    models.insert(3, ("ease λ=500", "ease", {"l2": 500.0}))
-    models.append(("auto", "auto", {"time_budget_s": budget}))
-    if only:
-        models = [entry for entry in models if entry[0] in only or entry[1] in only]
+    single: list[tuple[str, str, dict[str, Any], str]] = [(n, n, {}, "raw") for n in SINGLE_MODELS]
+    single.insert(3, ("ease λ=500", "ease", {"l2": 500.0}, "raw"))
+    auto = ("auto", "auto", {"time_budget_s": budget}, "raw")
     results: dict[str, Any] = {}
-    for label, ((ratings, items), protocol) in runs.items():
-        if protocol == "A":
+    for label in wanted or RUNS:
+        name, protocol = label.rsplit(" ", 1)
+        ratings, items = sets[name]()
+        if protocol in ("A", "A-t"):
             train, test = stratified_by_user(ratings, ratio=0.75, seed=42)
-        else:
+        elif protocol == "B":
             train, test = stratified_by_item(ratings, ratio=0.75, seed=42, min_rating=1)
+        else:
+            train, test = temporal_by_user(ratings, ratio=0.75)
+        if protocol == "A-t":
+            train, test = train.drop(columns="timestamp"), test.drop(columns="timestamp")
+            models = [entry for entry in single if entry[0] in ("ease", "ease λ=500", "als", "item_knn", "popularity")]
+        elif protocol == "T":
+            models = [*PEERS_T, *[(n, n, {}, "raw") for n in OWN_T]]
+        else:
+            models = single
+        models = [*models, auto]
+        if protocol in ("A", "B"):  # a random test asks another question than "what next?": say so to auto
+            models.append(("auto validation=random", "auto", {"time_budget_s": budget, "validation": "random"}, "raw"))
+        if only:
+            models = [entry for entry in models if entry[0] in only or entry[1] in only]
         board: dict[str, Any] = {}
-        for shown, name, params in models:
+        for shown, model_name, params, values in models:
             console.log(f"{label}: {shown}")
-            board[shown] = evaluate(name, params, train, test, items)
+            board[shown] = evaluate(model_name, params, train, test, items, values)
             console.log(
                 f"{label}: {shown} ndcg@{K} {board[shown][f'ndcg@{K}']:.4f} "
                 f"precision@{K} {board[shown][f'precision@{K}']:.4f} fit {board[shown]['fit_s']:.1f}s"
             )
-        results[label] = {"train_rows": len(train), "test_rows": len(test), "models": board}
+        results[label] = {
+            "train_rows": len(train), "test_rows": len(test), "models": board,
+            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        peers = {k: v[f"ndcg@{K}"] for k, v in board.items() if k.startswith("peer ")}
+        if peers and "auto" in board:  # protocol T
+            best = max(peers, key=lambda k: peers[k])
+            results[label]["best_peer"] = best
+            results[label]["auto_ratio_to_best_peer"] = board["auto"][f"ndcg@{K}"] / peers[best]
+            console.log(f"{label}: auto / {best} = {results[label]['auto_ratio_to_best_peer']:.3f}")
+        if out is not None:  # after every run, so a long benchmark leaves what it finished
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "quality-partial.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
 
@@ -175,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     parser.add_argument("--budget", type=float, default=300.0, help="auto's time budget in seconds")
     parser.add_argument("--only", default="", help="comma-separated model names to run (default: all)")
+    parser.add_argument("--runs", default="", help=f"comma-separated runs (default: all of {', '.join(RUNS)})")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -183,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console()
     only = [s for s in args.only.split(",") if s] or None
-    results = run(args.data, args.budget, only, console)
+    wanted = [r.strip() for r in args.runs.split(",") if r.strip()] or None
+    results = run(args.data, args.budget, only, console, wanted, args.out)
     for label, result in results.items():
         console.print(table(label, result["models"], label.endswith("B")))
     import implicit
@@ -210,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
+    target = args.out / "quality.json"
+    if wanted and target.exists():  # a partial run replaces its runs and keeps the others
+        kept = json.loads(target.read_text()).get("results", {})
+        results = {**{k: v for k, v in kept.items() if k not in results}, **results}
+    target.write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=str))
     boards = {
         label: pd.DataFrame(
             {name: {"ndcg@10": r["ndcg@10"], "precision@10": r["precision@10"]} for name, r in result["models"].items()}

@@ -121,11 +121,22 @@ def test_batch_recommend_refuses_what_cannot_work(ratings_file: Path, tmp_path: 
     assert not out.exists()
 
 
+def test_evaluate_on_each_users_newest_interactions(platform: dict[str, Path], tmp_path: Path) -> None:
+    for asked in ("user-temporal", "auto"):
+        out = tmp_path / asked
+        run = recstack(tmp_path, "evaluate", "--data", str(platform["interactions"]), "--model", "popularity",
+                       "--model", "ease", "--split", asked, "--out", str(out))
+        assert run.returncode == 0, run.stderr
+        assert "user-temporal split" in run.stdout
+        split = json.loads((out / "report.json").read_text())["meta"]["split"]
+        assert split["kind"] == "user-temporal" and split["asked"] == asked
+
+
 def test_evaluate_a_file_writes_table_json_and_plot(platform: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
     run = recstack(tmp_path, "evaluate", "--data", str(platform["interactions"]), "--items", str(platform["items"]),
                    "--model", "popularity", "--model", "item_knn", "--model", "ease", "--k", "5",
-                   "--out", str(out))
+                   "--out", str(out), "--all")
     assert run.returncode == 0, run.stderr
     for column in ("precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty", "diversity",
                    "ndcg(cold)", "ndcg(long_tail)", "fit_s"):

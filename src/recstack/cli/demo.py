@@ -59,6 +59,7 @@ def demo(
     ] = True,
     host: Annotated[str, typer.Option(help="Interface the API binds.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port of the API.")] = 8000,
+    every: Annotated[bool, typer.Option("--all", help="Show every metric in the leaderboard.")] = False,
 ) -> None:
     """The main job end to end: generate or load data, ingest it, snapshot it, train and compare models
     on a holdout, register the best one as champion, show a few users' recommendations, then serve them."""
@@ -67,7 +68,7 @@ def demo(
     snap = _ingest_and_snapshot(ctx, data, users, items, interactions, seed)
     if train:
         _train_and_compare(
-            ctx, Lake(cfg.lake_root), snap.snapshot_id, list(dict.fromkeys(model or DEMO_MODELS)), seed
+            ctx, Lake(cfg.lake_root), snap.snapshot_id, list(dict.fromkeys(model or DEMO_MODELS)), seed, every=every
         )
     if serve_api:
         first = Lake(cfg.lake_root).read_interactions(snap.snapshot_id).iloc[:1]
@@ -146,7 +147,7 @@ def _ingest_and_snapshot(
 
 
 def _train_and_compare(
-    ctx: typer.Context, lake: Lake, snapshot_id: str, names: list[str], seed: int, k: int = 10
+    ctx: typer.Context, lake: Lake, snapshot_id: str, names: list[str], seed: int, k: int = 10, every: bool = False
 ) -> None:
     """Fit the models on 80 % of each user's interactions, rank them on the rest, register the best one
     refitted on everything (the champion unless the current one is better), and show three users' top five
@@ -172,7 +173,9 @@ def _train_and_compare(
     if not trained or relevant.empty:
         raise RecstackError("the demo could not train or evaluate any model: " + "; ".join(failed.values()))
     board, lists = score_models(trained, train, relevant, items, k)
-    print_leaderboard(board, k, f"holdout of snapshot {snapshot_id} ({relevant['user_id'].nunique():,} users)")
+    print_leaderboard(
+        board, k, f"holdout of snapshot {snapshot_id} ({relevant['user_id'].nunique():,} users)", every
+    )
     best = str(board.index[0])
     chosen = pd.Series(pd.unique(relevant["user_id"])).sample(n=min(3, relevant["user_id"].nunique()),
                                                                random_state=seed).tolist()

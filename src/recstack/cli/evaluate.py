@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -25,15 +25,17 @@ from recstack import __version__
 from recstack.cli.common import console, err_console, settings
 from recstack.cli.files import INTERACTIONS_HEADER, read_training_files
 from recstack.errors import ConfigurationError, RecstackError
-from recstack.evaluation.holdout import item_categories, relevant_pairs
+from recstack.evaluation.holdout import SplitKind, evaluation_split, item_categories, relevant_pairs
 from recstack.jobs.training import build_model
 from recstack.models import catalog
 from recstack.models.base import Recommender
 from recstack.schema import ValidationRules
 
-SplitKind = Literal["user", "item", "temporal", "leave-last"]
 DEFAULT_MODELS: tuple[str, ...] = ("popularity", "item_knn", "ease", "als", "pure_svd")
 TEXT_MODELS: tuple[str, ...] = ("tfidf",)
+HEADLINE_METRICS: tuple[str, ...] = ("ndcg", "precision", "recall", "coverage")
+"""What the table shows by default (with the fit seconds), so it fits an 80-column terminal; `--all` and
+the JSON report have every metric."""
 SHOWN_METRICS: tuple[str, ...] = (
     "precision", "recall", "ndcg", "map", "hit_rate", "mrr", "coverage", "novelty", "diversity",
     "ndcg[cold]", "ndcg[long_tail]",
@@ -199,20 +201,8 @@ def _tune_one(bar: Progress, name: str, train: pd.DataFrame, items: pd.DataFrame
 def split_interactions(
     interactions: pd.DataFrame, split: SplitKind, ratio: float, seed: int, leave_out: int = 1
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from recstack.evaluation import splits
-
-    if split == "user":
-        parts = splits.stratified_by_user(interactions, ratio=ratio, seed=seed)
-    elif split == "item":
-        parts = splits.stratified_by_item(interactions, ratio=ratio, seed=seed)
-    elif split == "temporal":
-        parts = splits.temporal(interactions, quantile=ratio)
-    elif split == "leave-last":
-        parts = splits.leave_last_out(interactions, n=leave_out)
-    else:
-        raise ConfigurationError(f"unknown split {split!r}")
-    if parts.train.empty or parts.test.empty:
-        raise ConfigurationError(f"the {split} split left an empty part ({len(parts.train)}/{len(parts.test)} rows)")
+    """The training and test parts of `evaluation_split` (what `demo` uses)."""
+    _, parts = evaluation_split(interactions, split, ratio, seed, leave_out)
     return parts.train, parts.test
 
 
@@ -240,18 +230,20 @@ def metric_column(metric: str, k: int) -> str:
     return f"{name}@{k}{bracket}{label}"
 
 
-def shown_columns(board: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The table's columns, named without the `@k` the title already says (and without square brackets,
-    which Rich would read as markup)."""
-    rename = {metric_column(m, k): m.replace("[", "(").replace("]", ")") for m in SHOWN_METRICS}
+def shown_columns(board: pd.DataFrame, k: int, every: bool = False) -> pd.DataFrame:
+    """The table's columns (the headline metrics, or with `every` all of them), named without the `@k` the
+    title already says (and without square brackets, which Rich would read as markup)."""
+    metrics = SHOWN_METRICS if every else HEADLINE_METRICS
+    rename = {metric_column(m, k): m.replace("[", "(").replace("]", ")") for m in metrics}
     kept = [c for c in rename if c in board.columns] + (["fit_s"] if "fit_s" in board.columns else [])
     return board[kept].rename(columns=rename)
 
 
-def print_leaderboard(board: pd.DataFrame, k: int, title: str) -> None:
+def print_leaderboard(board: pd.DataFrame, k: int, title: str, every: bool = False) -> None:
+    """The leaderboard table: headline metrics and fit seconds, or with `every` all metrics."""
     from recstack.evaluation.report import render_table
 
-    console.print(render_table(shown_columns(board, k), title=f"{title} · k={k}"))
+    console.print(render_table(shown_columns(board, k, every), title=f"{title} · k={k}"))
 
 
 def write_report(board: pd.DataFrame, out: Path, k: int, meta: dict[str, Any]) -> tuple[Path, Path]:
@@ -302,7 +294,11 @@ def evaluate(
                                   exists=True, dir_okay=False)
     ] = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: the latest).")] = None,
-    split: Annotated[SplitKind, typer.Option(help="Per-user random, per-item random, temporal, leave-last.")] = "user",
+    split: Annotated[
+        SplitKind,
+        typer.Option(help="Per-user random (user), each user's newest (user-temporal), per-item random, global "
+                          "temporal, leave-last; auto: user-temporal when every interaction has a time, else user."),
+    ] = "user",
     ratio: Annotated[float, typer.Option(help="Training share (temporal: the time quantile).")] = 0.75,
     leave_out: Annotated[int, typer.Option(min=1, help="Interactions per user held out by leave-last.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the split and the tuner.")] = 42,
@@ -323,6 +319,9 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="Directory for report.json and comparison.png (default under home).")
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Show every metric in the table (the JSON report always has them).")
+    ] = False,
 ) -> None:
     """Train models on a split of the data and compare them on the held-out part: table, JSON and plot."""
     cfg = settings(ctx)
@@ -332,7 +331,7 @@ def evaluate(
     interactions, item_frame, source = _load(ctx, data, items, snapshot)
     if model is None and item_frame is not None and "title" in item_frame and item_frame["title"].notna().any():
         names += [n for n in TEXT_MODELS if n not in names]
-    train, test = split_interactions(interactions, split, ratio, seed, leave_out)
+    resolved, (train, test) = evaluation_split(interactions, split, ratio, seed, leave_out)
     relevant = relevant_pairs(train, test, item_frame)
     if relevant.empty:
         raise ConfigurationError("the held-out part has no positive interaction to evaluate against")
@@ -345,13 +344,13 @@ def evaluate(
     if not trained:
         raise RecstackError("no model could be trained: " + "; ".join(f"{n}: {r}" for n, r in failed.items()))
     board, _ = score_models(trained, train, relevant, item_frame, k)
-    title = f"{source} · {split} split"
-    print_leaderboard(board, k, title)
+    title = f"{source} · {resolved} split"
+    print_leaderboard(board, k, title, every)
     target = out or cfg.home / "reports" / f"evaluate-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     meta = {
         "title": title,
         "source": source,
-        "split": {"kind": split, "ratio": ratio, "seed": seed, "leave_out": leave_out},
+        "split": {"kind": resolved, "asked": split, "ratio": ratio, "seed": seed, "leave_out": leave_out},
         "k": k,
         "rows": {"interactions": len(interactions), "train": len(train), "test": len(test)},
         "relevant": {"users": int(relevant["user_id"].nunique()), "pairs": len(relevant)},

@@ -44,7 +44,8 @@ def train(
         str, typer.Option(help="embedded (this process) or spark (the spark_master's executors, --model als).")
     ] = "embedded",
 ) -> None:
-    """Train on the latest snapshot, evaluate on a per-user 20% hold-out, register, and promote if better."""
+    """Train on the latest snapshot, evaluate on a 20% hold-out (each user's newest when timestamped, else at
+    random), register, and promote if better."""
     from recstack.jobs.training import default_model, read_snapshot, train_and_register
     from recstack.models import catalog
     from recstack.registry import Registry
@@ -74,7 +75,7 @@ def train(
     registry = Registry.from_settings(cfg)
     with err_console.status("training…") as status:
         result = train_and_register(
-            registry, data, name, params, holdout=Holdout("user", HOLDOUT, seed),
+            registry, data, name, params, holdout=Holdout.for_data(data.interactions, HOLDOUT, seed),
             promote=promote, force=force, progress=status.update,
         )
     version = result.version

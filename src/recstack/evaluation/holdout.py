@@ -3,8 +3,10 @@ pairs count as hits, and score a model's top-k on them.
 
 `recstack train`, `recstack evaluate` and the feedback loop all score through here, so their numbers share
 one relevance rule and one set of metric options. Three hold-outs: a per-user stratified random share
-(`user`, what `recstack train` reports), each user's newest share (`user-temporal`) and the globally newest
-share (`temporal`, what the loop decides on: the newest events are what the next model will face).
+(`user`), each user's newest share (`user-temporal`) and the globally newest share (`temporal`).
+`Holdout.for_data` picks the one `recstack train` and the loop decide on, as `auto` picks its validation:
+each user's newest interactions when every interaction has a timestamp (a recommender in production
+predicts what comes next), a random share otherwise. `evaluation_split` is `recstack evaluate --split`.
 """
 
 from __future__ import annotations
@@ -17,20 +19,24 @@ import numpy as np
 import pandas as pd
 
 from recstack.errors import ConfigurationError
-from recstack.evaluation.splits import Split, stratified_by_user, temporal, temporal_by_user
+from recstack.evaluation import splits as _splits
+from recstack.evaluation.splits import Split, has_timestamps, stratified_by_user, temporal, temporal_by_user
 from recstack.models.base import Recommender
 
 __all__ = [
     "Evaluation",
     "Holdout",
     "HoldoutKind",
+    "SplitKind",
     "evaluate_holdout",
+    "evaluation_split",
     "item_categories",
     "relevant_pairs",
     "score_recommendations",
 ]
 
 HoldoutKind = Literal["user", "user-temporal", "temporal"]
+SplitKind = Literal["auto", "user", "user-temporal", "item", "temporal", "leave-last"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Holdout:
     def __post_init__(self) -> None:
         if not 0.0 < self.share < 1.0:
             raise ConfigurationError(f"hold-out share must be strictly between 0 and 1, got {self.share}")
+
+    @classmethod
+    def for_data(cls, interactions: pd.DataFrame, share: float = 0.2, seed: int = 42) -> Holdout:
+        """Each user's newest `share` when every interaction has a timestamp, else a random `share` per user."""
+        return cls("user-temporal" if has_timestamps(interactions) else "user", share, seed)
 
     def split(self, interactions: pd.DataFrame) -> Split:
         if self.kind == "user":
@@ -71,6 +82,32 @@ class Evaluation:
     train_rows: int
     test_rows: int
     test_users: int
+
+
+def evaluation_split(
+    interactions: pd.DataFrame, kind: SplitKind, ratio: float, seed: int = 42, leave_out: int = 1
+) -> tuple[HoldoutKind | Literal["item", "leave-last"], Split]:
+    """The train/test split `recstack evaluate --split kind` names, and the kind it resolved to.
+
+    `ratio` is the training share (for `temporal`, the time quantile); `auto` is `user-temporal` with a
+    timestamp on every interaction and `user` otherwise. An empty part is a `ConfigurationError`.
+    """
+    resolved = Holdout.for_data(interactions, 1 - ratio, seed).kind if kind == "auto" else kind
+    if resolved == "user":
+        parts = _splits.stratified_by_user(interactions, ratio=ratio, seed=seed)
+    elif resolved == "user-temporal":
+        parts = _splits.temporal_by_user(interactions, ratio=ratio)
+    elif resolved == "item":
+        parts = _splits.stratified_by_item(interactions, ratio=ratio, seed=seed)
+    elif resolved == "temporal":
+        parts = _splits.temporal(interactions, quantile=ratio)
+    elif resolved == "leave-last":
+        parts = _splits.leave_last_out(interactions, n=leave_out)
+    else:
+        raise ConfigurationError(f"unknown split {kind!r}")
+    if parts.train.empty or parts.test.empty:
+        raise ConfigurationError(f"the {resolved} split left an empty part ({len(parts.train)}/{len(parts.test)} rows)")
+    return resolved, parts
 
 
 def relevant_pairs(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame | None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from recstack.errors import ConfigurationError
 
 __all__ = [
     "Split",
+    "has_timestamps",
     "leave_last_out",
     "stratified_by_item",
     "stratified_by_user",
@@ -35,6 +36,14 @@ class Split(NamedTuple):
 
     train: pd.DataFrame
     test: pd.DataFrame
+
+
+def has_timestamps(interactions: pd.DataFrame) -> bool:
+    """Whether every row carries a time: the condition for validating on each user's newest interactions
+    (what `auto`, `recstack train` and `recstack evaluate --split auto` decide on)."""
+    if "timestamp" not in interactions.columns or interactions.empty:
+        return False
+    return bool(interactions["timestamp"].notna().all())
 
 
 def _check_ratio(ratio: float) -> None:

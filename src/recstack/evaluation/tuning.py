@@ -20,7 +20,7 @@ import pandas as pd
 from recstack.errors import ConfigurationError, MissingExtra, RecstackError
 
 from . import metrics as m
-from .splits import Split, stratified_by_user
+from .splits import Split, stratified_by_user, temporal_by_user
 
 __all__ = [
     "TrialProgress",
@@ -105,13 +105,23 @@ _METRICS: Mapping[str, Callable[[pd.DataFrame, pd.DataFrame, int], float]] = {
 }
 
 
-def validation_split(train: pd.DataFrame, ratio: float = 0.75, seed: int = 1) -> Split:
-    """Carve a validation split out of training data: per-user stratified, `ratio` kept for fitting.
+def validation_split(train: pd.DataFrame, ratio: float = 0.75, seed: int = 1, temporal: bool = False) -> Split:
+    """Carve a validation split out of training data, `ratio` of each user's interactions kept for fitting.
 
-    The seed differs from the usual test-split seed (42) on purpose, so that a caller who carves both from
-    the same frame does not draw the same permutation twice.
+    Random (default): per-user stratified with `seed`, which differs from the usual test-split seed (42) on
+    purpose, so that a caller who carves both from the same frame does not draw the same permutation twice.
+
+    `temporal`: each user's newest `1 - ratio` is held out — the question production asks (what will this
+    user pick next?), where co-occurrence within one sitting helps less than on a random split. Seed 1 cuts
+    at the newest interactions; seed s > 1 first sets aside each user's newest (s − 1)/2 × (1 − ratio)
+    (a rolling origin, half a window further back per seed, at most half the data), so several folds are
+    several backtests rather than one split repeated. The set-aside rows are in neither part.
     """
-    return stratified_by_user(train, ratio=ratio, seed=seed)
+    if not temporal:
+        return stratified_by_user(train, ratio=ratio, seed=seed)
+    back = min((seed - 1) * (1.0 - ratio) / 2.0, 0.5)
+    frame = temporal_by_user(train, ratio=1.0 - back).train if back > 0 else train
+    return temporal_by_user(frame, ratio=ratio)
 
 
 def tune(
@@ -129,6 +139,7 @@ def tune(
     fixed: Mapping[str, Any] | None = None,
     folds: int = 1,
     clock: Callable[[], float] = time.perf_counter,
+    temporal: bool = False,
 ) -> TuningResult:
     """Search `model_cls`'s hyperparameters to maximise `metric`@`k` on a validation split of `train`.
 
@@ -141,6 +152,7 @@ def tune(
     `fixed` keywords (a weighting chosen earlier, say) go to every trial's constructor and are not searched.
     With `folds` > 1 a trial's score is its mean over that many validation splits (seeds 1, 2, …): slower,
     but the winner is less often one split's luck. `clock` measures the budget (tests pass one they control).
+    `temporal` validates on each user's newest interactions (`validation_split`).
 
     Raises `ConfigurationError` for an unknown metric or no budget at all, `RecstackError` if every trial
     failed.
@@ -151,7 +163,9 @@ def tune(
         raise ConfigurationError("tuning needs n_trials, timeout_s or both")
     if folds < 1:
         raise ConfigurationError(f"tuning needs at least one fold, not {folds}")
-    splits = [validation_split(train, ratio=validation_ratio, seed=seed) for seed in range(1, folds + 1)]
+    splits = [
+        validation_split(train, ratio=validation_ratio, seed=seed, temporal=temporal) for seed in range(1, folds + 1)
+    ]
     users = [list(pd.unique(held_out["user_id"])) for _, held_out in splits]
     score = _METRICS[metric]
     name = getattr(model_cls, "__name__", str(model_cls))

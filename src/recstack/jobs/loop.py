@@ -9,10 +9,11 @@ Each run makes up to two decisions, online rule first:
    than `rollback_margin` (relative) rolls it back; otherwise it is kept. Not applicable → no decision.
 2. Retrain (`check_retrain`): with at least one new event since the champion's snapshot and either
    `min_events` of them or a snapshot older than `max_age_s`, a new snapshot is written; the challenger
-   (`model`, else the champion's own class and params) is fitted on everything before the temporal hold-out
-   (the newest `holdout` share of the snapshot), the champion's class and params on what the champion knew
-   (its snapshot's events, cut at the same point), and both are scored on the same held-out events with the
-   same relevance rule and the same history filter. The challenger wins when its champion metric exceeds
+   (`model`, else the champion's own class and params) is fitted on everything but the hold-out (each
+   user's newest `holdout` share of the snapshot, the rule `recstack train` and `auto` use too:
+   `Holdout.for_data`), the champion's class and params on what the champion knew (its snapshot's events
+   outside the hold-out), and both are scored on the same held-out events with the same relevance rule and
+   the same history filter. The challenger wins when its champion metric exceeds
    the champion's by more than `margin` (relative); it is then refitted on the whole snapshot, registered
    and promoted. Otherwise the champion is kept and nothing is registered.
 
@@ -243,31 +244,32 @@ def check_retrain(
     step(f"snapshot of {total:,} interactions…")
     snapshot = lake.write_snapshot(store)
     data = read_snapshot(lake, snapshot)
-    holdout = Holdout("temporal", config.holdout)
+    holdout = Holdout.for_data(data.interactions, config.holdout)
     split = holdout.split(data.interactions)
     relevant = relevant_pairs(split.train, split.test, data.items) if not split.train.empty else pd.DataFrame()
     if relevant.empty:
         return Decision("retrain", "kept", "no held-out event is a positive, unseen signal", current, None, numbers)
-    cutoff = int(split.test["timestamp"].min())
     metric = registry.champion_metric
     loaded = registry.load(champion) if champion is not None else None
     name, make = _challenger(config, loaded)
     step(f"fitting challenger {name} on events before the hold-out…")
     challenger = make().fit(split.train, data.items, data.users)
     ours = score_recommendations(challenger, split.train, relevant, data.items, config.k)
-    numbers.update(cutoff_ms=float(cutoff), train_rows=float(len(split.train)), test_pairs=float(len(relevant)),
+    numbers.update(train_rows=float(len(split.train)), test_pairs=float(len(relevant)),
                    test_users=float(relevant["user_id"].nunique()), challenger=ours.get(metric, math.nan))
     theirs: float | None = None
     if loaded is not None:
         step(f"fitting the champion's {type(loaded).name or type(loaded).__name__} on what it knew…")
-        known_end = known.max_timestamp + 1 if known is not None and known.max_timestamp is not None else cutoff
-        knew = split.train.loc[split.train["timestamp"].to_numpy(np.int64) < min(known_end, cutoff)]
+        known_end = known.max_timestamp + 1 if known is not None and known.max_timestamp is not None else None
+        stamps = split.train["timestamp"].to_numpy(np.int64)
+        knew = split.train if known_end is None else split.train.loc[stamps < known_end]
         numbers["champion_train_rows"] = float(len(knew))
         theirs = _champion_score(loaded, knew, split.train, relevant, data, config.k, metric)
         numbers["champion"] = theirs
     value = ours.get(metric, math.nan)
     to_beat = "no champion" if theirs is None else f"{theirs:.4f} of version {current}"
-    compared = f"challenger {name} {metric} {value:.4f} vs {to_beat} (temporal hold-out, newest {config.holdout:.0%})"
+    held = f"{holdout.kind} hold-out, newest {config.holdout:.0%}"
+    compared = f"challenger {name} {metric} {value:.4f} vs {to_beat} ({held})"
     if theirs is not None and not (math.isfinite(value) and value > theirs * (1.0 + config.margin)):
         margin = f" by more than {config.margin:.0%}" if config.margin else ""
         return Decision("retrain", "kept", f"{compared}: does not win{margin}", current, None, numbers)

@@ -1,7 +1,8 @@
 """Train → evaluate → register → promote, as one library call over plain values.
 
-`recstack train` is a shell over `train_and_register`; the feedback loop uses the same pieces with its own
-(temporal) hold-out and its own head-to-head decision. Nothing here reads settings or prints: progress
+`recstack train` is a shell over `train_and_register`; the feedback loop uses the same pieces and the same
+hold-out rule (`Holdout.for_data`: each user's newest interactions when they are timestamped, as `auto`
+validates) with its own head-to-head decision. Nothing here reads settings or prints: progress
 goes to an optional callback taking a one-line message.
 """
 
@@ -138,14 +139,15 @@ def train_and_register(
     progress: Progress | None = None,
 ) -> TrainingResult:
     """Fit `model` (a catalogue name or `module:Class`, with `params`) on the training part of `holdout`
-    (default: a per-user stratified 20 % hold-out), score it on the rest, refit it on all of `data`, register
+    (default `Holdout.for_data`: each user's newest 20 % when every interaction has a timestamp, a random
+    20 % per user otherwise), score it on the rest, refit it on all of `data`, register
     it, and make it the champion when it beats the current one on the registry's champion metric (always
     with `force`; never unless `promote` or `force`).
 
     The version's run params record the snapshot, the split and the row counts; its tags include
     `recstack.snapshot` when `data` came from a snapshot.
     """
-    holdout = holdout or Holdout()
+    holdout = holdout or Holdout.for_data(data.interactions)
     step = progress or (lambda message: None)
     catalog.resolve(model)
     step(f"fitting {model} on {1 - holdout.share:.0%} of the interactions ({holdout.kind} hold-out)…")

@@ -6,7 +6,7 @@ similar items (cosine of item vectors) and persistence come from here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -22,7 +22,8 @@ C = TypeVar("C", bound=RecommenderConfig)
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """BLAS threads fight with implicit's own OpenMP threads (implicit warns about it); pin BLAS to one."""
+    """BLAS threads fight with implicit's own OpenMP threads; pin BLAS to one, as implicit asks (it checks
+    when a model is constructed and warns "OpenBLAS is configured to use N threads" otherwise)."""
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
@@ -36,9 +37,11 @@ class FactorRecommender(Recommender[C]):
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors_[np.asarray(user_idx)] @ self.item_factors_.T
 
-    def _fit_implicit(self, model: Any, matrix: Any) -> None:
-        """Train a model of the `implicit` library on the users × items strengths and keep its factors."""
+    def _fit_implicit(self, make: Callable[[], Any], matrix: Any) -> None:
+        """Build (`make()`) and train a model of the `implicit` library on the users × items strengths and
+        keep its factors; both under one BLAS thread, since implicit checks the limit in its constructor."""
         with single_threaded_blas():
+            model = make()
             model.fit(matrix.astype(np.float32), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

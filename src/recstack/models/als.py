@@ -7,6 +7,7 @@ unobserved pair is a low-confidence zero. Scores are inner products of the learn
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,7 +44,8 @@ class ALS(FactorRecommender[ALSConfig]):
 
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
-        model = AlternatingLeastSquares(
+        make = functools.partial(
+            AlternatingLeastSquares,
             factors=cfg.factors,
             regularization=cfg.regularization,
             alpha=cfg.alpha,
@@ -52,7 +54,7 @@ class ALS(FactorRecommender[ALSConfig]):
             num_threads=cfg.num_threads,
             dtype=np.float32,
         )
-        self._fit_implicit(model, data.matrix)
+        self._fit_implicit(make, data.matrix)
 
     @classmethod
     def search_space(cls, trial: Trial) -> dict[str, Any]:

@@ -110,6 +110,20 @@ class Recommender(ABC, Generic[C]):
     - `catalog_items` (default False): items in the `items` frame without interactions join the item
       vocabulary (content-based models can recommend them; collaborative ones cannot score them).
     - `needs_item_features` (default False): `fit` without an `items` frame is a `ConfigurationError`.
+
+    What a model declares about itself, read by `auto` to screen candidates and by serving (never a list of
+    model names):
+    - `needs_timestamps` (default False): the model learns from the order or time of events and cannot run
+      on interactions without a `timestamp` column.
+    - `forecasts` (default False): the model is trained to predict each user's next interactions (its
+      training target is what came after a cut in time), so a search that validates on a random share of
+      interactions leaves it out.
+    - `subsumes` (default empty): catalogue names of models this one generalises where it applies (a
+      sequence-aware EASE with sequence weight 0 is EASE), so a search need not try both.
+    - `reason` (default `collaborative`): what serving says an item was recommended for when `explain`
+      gives nothing more specific (`content` for the text models).
+    - `needs_extra` (default None): the optional extra (`pip install recstack[…]`) its library comes from.
+    - `memory_estimate(n_users, n_items, n_interactions)`: bytes at peak while fitting.
     """
 
     name: ClassVar[str] = ""
@@ -117,6 +131,11 @@ class Recommender(ABC, Generic[C]):
     non_negative: ClassVar[bool] = True
     catalog_items: ClassVar[bool] = False
     needs_item_features: ClassVar[bool] = False
+    needs_timestamps: ClassVar[bool] = False
+    forecasts: ClassVar[bool] = False
+    subsumes: ClassVar[frozenset[str]] = frozenset()
+    reason: ClassVar[str] = "collaborative"
+    needs_extra: ClassVar[str | None] = None
     block_cells: ClassVar[int] = BLOCK_CELLS
 
     config: C
@@ -134,6 +153,13 @@ class Recommender(ABC, Generic[C]):
         self.seen_: sp.csr_matrix | None = None
         self.weighting_: WeightingConfig | None = None
         self.fit_seconds_: float | None = None
+
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_interactions: int) -> int:
+        """Bytes this model needs at peak while fitting data of that size, roughly (for screening, not
+        accounting). Default: a sparse model, a few copies of the interactions and a factor row per user and
+        item."""
+        return int(64 * n_interactions + 8 * 128 * (n_users + n_items))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items() if k != "weighting")

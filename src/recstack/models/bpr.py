@@ -7,6 +7,7 @@ so `user_factors_ @ item_factors_.T` is still the score.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,7 +44,8 @@ class BPR(FactorRecommender[BPRConfig]):
 
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
-        model = BayesianPersonalizedRanking(
+        make = functools.partial(
+            BayesianPersonalizedRanking,
             factors=cfg.factors,
             learning_rate=cfg.learning_rate,
             regularization=cfg.regularization,
@@ -52,7 +54,7 @@ class BPR(FactorRecommender[BPRConfig]):
             num_threads=cfg.num_threads,
             dtype=np.float32,
         )
-        self._fit_implicit(model, data.matrix)
+        self._fit_implicit(make, data.matrix)
 
     @classmethod
     def search_space(cls, trial: Trial) -> dict[str, Any]:

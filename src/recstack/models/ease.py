@@ -59,6 +59,12 @@ class EASE(Recommender[EASEConfig]):
     kept_: np.ndarray
     user_items_: sp.csr_matrix
 
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_interactions: int) -> int:
+        """The dense items×items solve dominates: three float64 copies at peak (Gram, inverse, weights)."""
+        n = min(n_items, cls.config_type().max_items)
+        return int(3 * 8 * n * n + 64 * n_interactions)
+
     def _fit(self, data: TrainingData) -> None:
         x = data.matrix
         users_per_item = np.diff(sp.csc_matrix(x).indptr)

@@ -72,6 +72,7 @@ class HybridRecommender(Recommender[HybridConfig]):
     config_type: ClassVar[type[HybridConfig]] = HybridConfig
     catalog_items: ClassVar[bool] = True
     needs_timestamps: ClassVar[bool] = True
+    forecasts: ClassVar[bool] = True
 
     generator_: CandidateGenerator
     watch_value_: np.ndarray

@@ -44,6 +44,8 @@ class SequenceEASE(EASE):
     name: ClassVar[str] = "sequence_ease"
     config_type: ClassVar[type[SequenceEASEConfig]] = SequenceEASEConfig  # type: ignore[assignment]
     config: SequenceEASEConfig  # type: ignore[assignment]
+    needs_timestamps: ClassVar[bool] = True
+    subsumes: ClassVar[frozenset[str]] = frozenset({"ease"})  # sequence_weight 0 is EASE, and tuning may pick it
 
     def _gram(self, data: TrainingData, sub: sp.csr_matrix, kept: np.ndarray) -> np.ndarray:
         gram = super()._gram(data, sub, kept)

@@ -89,6 +89,7 @@ class SequenceKNN(NeighbourhoodRecommender[SequenceKNNConfig]):
     """Co-occurrence within a sliding window over each user's time-ordered history."""
 
     name: ClassVar[str] = "sequence_knn"
+    needs_timestamps: ClassVar[bool] = True
     config_type: ClassVar[type[SequenceKNNConfig]] = SequenceKNNConfig
 
     def _fit(self, data: TrainingData) -> None:

@@ -133,6 +133,7 @@ class SASRec(Recommender[SASRecConfig]):
     name: ClassVar[str] = "sasrec"
     config_type: ClassVar[type[SASRecConfig]] = SASRecConfig
     needs_timestamps: ClassVar[bool] = True
+    forecasts: ClassVar[bool] = True
     needs_extra: ClassVar[str | None] = "deep"
 
     progress: _torch.EpochProgress | None = None

@@ -42,6 +42,7 @@ class Text2Vec(FactorRecommender[Text2VecConfig]):
     config_type: ClassVar[type[Text2VecConfig]] = Text2VecConfig
     catalog_items: ClassVar[bool] = True
     needs_item_features: ClassVar[bool] = True
+    reason: ClassVar[str] = "content"
 
     def _fit(self, data: TrainingData) -> None:
         documents = item_documents(data.item_features, len(data.items))

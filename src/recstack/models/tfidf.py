@@ -50,6 +50,7 @@ class TfidfRecommender(Recommender[TfidfConfig]):
     config_type: ClassVar[type[TfidfConfig]] = TfidfConfig
     catalog_items: ClassVar[bool] = True
     needs_item_features: ClassVar[bool] = True
+    reason: ClassVar[str] = "content"
 
     item_vectors_: sp.csr_matrix
     user_profiles_: sp.csr_matrix

@@ -46,7 +46,6 @@ __all__ = ["Answer", "RecommendationService", "ServingModel"]
 
 logger = logging.getLogger(__name__)
 
-CONTENT_MODELS: Final = frozenset({"tfidf", "text2vec"})
 FALLBACK_HEADER: Final = "X-Recstack-Fallback"
 _NEIGHBOURS: Final = 50
 _MAX_NEIGHBOUR_SIGNALS: Final = 5
@@ -120,7 +119,9 @@ class ServingModel:
 
     @property
     def reason(self) -> str:
-        return "content" if self.kind in CONTENT_MODELS else "collaborative"
+        """What an item is recommended for when the model's `explain` says nothing more: the model's own
+        declaration (`Recommender.reason`)."""
+        return self.model.reason
 
 
 @dataclass(frozen=True)

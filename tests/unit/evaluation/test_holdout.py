@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from recstack.errors import ConfigurationError
-from recstack.evaluation.holdout import Holdout
-from recstack.evaluation.splits import temporal_by_user
+from recstack.evaluation.holdout import Holdout, evaluation_split
+from recstack.evaluation.splits import has_timestamps, temporal_by_user
 
 
 def frame() -> pd.DataFrame:
@@ -34,3 +34,24 @@ def test_holdout_kinds_split_and_describe_themselves() -> None:
     assert len(Holdout("user-temporal", 0.4).split(frame()).test) == 3
     with pytest.raises(ConfigurationError):
         Holdout("user", 1.0)
+
+
+def test_the_data_picks_the_holdout_as_it_picks_autos_validation() -> None:
+    timed = frame()
+    assert has_timestamps(timed) and Holdout.for_data(timed, 0.4).kind == "user-temporal"
+    untimed = timed.drop(columns="timestamp")
+    assert not has_timestamps(untimed) and Holdout.for_data(untimed, 0.4, seed=3) == Holdout("user", 0.4, 3)
+    partly = timed.assign(timestamp=[50, None, 40, 20, 30, 7, 5, 1])
+    assert Holdout.for_data(partly).kind == "user"
+
+
+def test_evaluate_splits_by_name_and_auto_resolves_from_the_data() -> None:
+    kind, parts = evaluation_split(frame(), "user-temporal", ratio=0.6)
+    assert kind == "user-temporal"
+    held = sorted(zip(parts.test["user_id"], parts.test["item_id"], strict=True))
+    assert held == [("a", "1"), ("a", "3"), ("b", "1")]
+    assert evaluation_split(frame(), "auto", ratio=0.6)[0] == "user-temporal"
+    kind, parts = evaluation_split(frame().drop(columns="timestamp"), "auto", ratio=0.6, seed=1)
+    assert kind == "user" and len(parts.train) + len(parts.test) == len(frame())
+    with pytest.raises(ConfigurationError, match="empty part"):
+        evaluation_split(frame().loc[lambda f: f["user_id"] == "c"], "user-temporal", ratio=0.6)

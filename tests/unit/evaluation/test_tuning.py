@@ -202,3 +202,29 @@ def test_tune_objective_with_every_trial_failing_returns_none() -> None:
         raise ValueError("no")
 
     assert tune_objective(lambda t: {"x": t.suggest_int("x", 0, 3)}, objective, n_trials=3) is None
+
+
+def test_temporal_validation_holds_out_each_users_newest_and_backtests_with_later_seeds() -> None:
+    # one user with 8 events at t = 0..7, one with 4 at t = 10..13
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a"] * 8 + ["b"] * 4,
+            "item_id": [f"i{n}" for n in range(12)],
+            "timestamp": [*range(8), *range(10, 14)],
+        }
+    )
+    fit_part, held_out = validation_split(frame, ratio=0.75, temporal=True)
+    assert sorted(held_out["timestamp"]) == [6, 7, 13]
+    assert len(fit_part) == 9
+    # seed 3 steps back a whole window (2 × half of 25 %): a's newest 2 and b's newest 1 are set aside first
+    fit_back, held_back = validation_split(frame, ratio=0.75, seed=3, temporal=True)
+    assert sorted(held_back["timestamp"]) == [4, 5, 12]
+    assert sorted(fit_back["timestamp"]) == [0, 1, 2, 3, 10, 11]
+
+
+def test_tuning_validates_temporally_when_asked(train: pd.DataFrame) -> None:
+    ShiftedPopularity.fitted_on = []
+    tune(ShiftedPopularity, train, n_trials=1, temporal=True)  # type: ignore[arg-type]
+    fitted = ShiftedPopularity.fitted_on[0]
+    pd.testing.assert_frame_equal(fitted, validation_split(train, temporal=True).train)
+    assert not fitted.equals(validation_split(train).train)

@@ -1,5 +1,6 @@
 """`auto` meets the Recommender contract on a small budget, beats popularity, keeps to its time budget,
-works on watch-time data, round-trips with its members, and skips EASE by the memory rule."""
+works on watch-time data, round-trips with its members, validates temporally when it has timestamps,
+screens candidates by their declarations, and trains and uses its ranker when it keeps one."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import pytest
 from recstack.evaluation.splits import stratified_by_user
 from recstack.ingestion.synthetic import SyntheticConfig, iter_interactions
 from recstack.models import catalog
-from recstack.models.auto import AutoRecommender
+from recstack.models._rerank import build_pool
+from recstack.models.auto import AutoConfig, AutoRecommender
+from recstack.models.auto.run import AutoRun
+from recstack.models.auto.search import screen
 from recstack.models.base import Recommender
+from recstack.models.item_knn import ItemKNN
 from recstack.models.popularity import Popularity
 from recstack.testing.recommender import Platform, RecommenderContract, ndcg_at_k
 
@@ -59,19 +64,92 @@ def _watch_time_data() -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, watched
 
 
-def test_beats_popularity_on_watch_time_events_with_the_ranker() -> None:
+def test_beats_popularity_on_watch_time_events() -> None:
     train, test = _watch_time_data()
     users = test["user_id"].unique()
-    params = {**SMALL, "candidates": ["sequence_ease", "rp3beta", "sequence_knn"], "rerank": True}
-    model = AutoRecommender(**params, rerank_margin=0.0).fit(train)
+    params = {**SMALL, "candidates": ["sequence_ease", "rp3beta", "sequence_knn"]}
+    model = AutoRecommender(**params).fit(train)
     popularity = Popularity().fit(train)
-    assert "validation" in model.report_ and model.report_["mode"] in {"rerank", "blend"}
+    assert model.report_["validation_protocol"] == "temporal"
     auto_ndcg = ndcg_at_k(model.recommend(users, k=10), test, 10)
     assert auto_ndcg > ndcg_at_k(popularity.recommend(users, k=10), test, 10)
 
 
+RANKED: dict[str, Any] = {**SMALL, "time_budget_s": 120.0, "keep_within": 0.05, "rerank": True, "blend_min_gain": 0.0}
+
+
+def test_a_kept_ranker_was_trained_and_orders_every_pool(platform: Platform) -> None:
+    model = AutoRecommender(**RANKED, rerank_margin=-1.0).fit(platform.train)
+    validation = model.report_["validation"]
+    assert model.report_["mode"] == "rerank" and validation["ranker_kept"] and model.ranker_
+    assert validation["trees"] >= 1 and 0.0 < validation["held_rerank_ndcg"] <= 1.0
+    rows = np.arange(30)
+    scores = model.score(rows)
+    seen = model.seen_[rows].toarray() > 0  # type: ignore[index]
+    pool = build_pool(model.views_, model.weights_, rows, seen, model.stats_, model.config.pool_size)
+    predicted = model._booster().predict(pool.features).reshape(pool.items.shape)
+    np.testing.assert_allclose(scores[rows[:, None], pool.items], predicted, rtol=1e-5, atol=1e-6)
+    outside = np.ones_like(scores, dtype=bool)
+    outside[rows[:, None], pool.items] = False
+    assert (scores[outside].max() < predicted.min()) if outside.any() else True
+    ranked_top = np.argsort(-np.where(seen, -np.inf, scores), axis=1)[:, :10]
+    blend = model.blend_scores(rows)
+    blend_top = np.argsort(-np.where(seen, -np.inf, blend), axis=1)[:, :10]
+    assert (ranked_top != blend_top).any()  # the lists are the ranker's, not the blend's
+
+
+def test_a_ranker_that_loses_is_trained_and_dropped(platform: Platform) -> None:
+    model = AutoRecommender(**RANKED, rerank_margin=1.0).fit(platform.train)
+    validation = model.report_["validation"]
+    assert validation["trees"] >= 1 and validation["ranker_kept"] is False
+    assert model.report_["mode"] == "blend" and model.ranker_ == ""
+    rows = np.arange(30)
+    np.testing.assert_allclose(model.score(rows), model.blend_scores(rows).astype(np.float32))
+
+
+def test_validates_on_each_users_newest_interactions_when_it_has_timestamps(platform: Platform) -> None:
+    timed = AutoRecommender(**SMALL).fit(platform.train)
+    untimed = AutoRecommender(**SMALL).fit(platform.train.drop(columns="timestamp"))
+    forced = AutoRecommender(**SMALL, validation="random").fit(platform.train)
+    assert timed.report_["validation_protocol"] == "temporal"
+    assert untimed.report_["validation_protocol"] == "random"
+    assert forced.report_["validation_protocol"] == "random"
+
+
+class Hungry(ItemKNN):
+    """Item-kNN under another name that declares it needs more memory than any machine has."""
+
+    name: ClassVar[str] = "hungry"
+
+    @classmethod
+    def memory_estimate(cls, n_users: int, n_items: int, n_interactions: int) -> int:
+        return 1 << 60
+
+
+class Timed(ItemKNN):
+    """Item-kNN under another name that declares it needs timestamps."""
+
+    name: ClassVar[str] = "timed"
+    needs_timestamps: ClassVar[bool] = True
+
+
+def test_candidates_are_screened_by_their_declarations_not_their_names(platform: Platform) -> None:
+    hungry, timed = f"{__name__}:Hungry", f"{__name__}:Timed"
+    names = [hungry, timed, "item_knn", "tfidf", "sequence_ease", "ease"]
+    run = AutoRun(AutoConfig(), temporal=False)
+    with_time = screen(run, names, platform.train, platform.items)
+    assert with_time == [timed, "item_knn", "tfidf", "sequence_ease"]  # sequence_ease subsumes ease
+    without = screen(run, names, platform.train.drop(columns="timestamp"), None)
+    assert without == ["item_knn", "ease"]  # tfidf needs item features; the sequence models need time
+    assert screen(run, ["hybrid", "item_knn"], platform.train, None) == ["item_knn"]  # forecasts, random run
+    assert screen(AutoRun(AutoConfig(), temporal=True), ["hybrid"], platform.train, None) == ["hybrid"]
+    tight = AutoRun(AutoConfig(memory_limit_mb=1e-3), temporal=False)
+    assert screen(tight, ["ease", "item_knn"], platform.train, None) == []
+
+
 def test_round_trip_keeps_members_and_ranker(platform: Platform, tmp_path: Path) -> None:
-    model = AutoRecommender(**{**SMALL, "rerank": True, "rerank_margin": 0.0}).fit(platform.train)
+    model = AutoRecommender(**RANKED, rerank_margin=-1.0).fit(platform.train)
+    assert model.ranker_
     model.save(tmp_path / "auto")
     loaded = Recommender.load(tmp_path / "auto")
     assert isinstance(loaded, AutoRecommender)
@@ -80,9 +158,16 @@ def test_round_trip_keeps_members_and_ranker(platform: Platform, tmp_path: Path)
 
 
 def test_memory_rule_skips_ease(platform: Platform) -> None:
-    model = AutoRecommender(**{**SMALL, "memory_limit_mb": 0.01}).fit(platform.train)
-    assert "ease" not in model.report_["tuning"]
-    assert "rp3beta" in model.report_["tuning"]
+    from recstack.models.ease import EASE
+    from recstack.models.rp3beta import RP3beta
+
+    train = platform.train
+    n_users, rows = train["user_id"].nunique(), len(train)
+    n_items = int((train.groupby("item_id")["user_id"].nunique() >= 3).sum())
+    ease, sparse = EASE.memory_estimate(n_users, n_items, rows), RP3beta.memory_estimate(n_users, n_items, rows)
+    assert sparse < ease
+    run = AutoRun(AutoConfig(memory_limit_mb=(ease + sparse) / 2 / 2**20), temporal=False)
+    assert screen(run, ["ease", "rp3beta"], train, None) == ["rp3beta"]
 
 
 @pytest.mark.parametrize("bad", [{"time_budget_s": 0}, {"candidates": []}])
@@ -126,7 +211,7 @@ def test_partner_tuning_is_skipped_above_the_cell_limit(platform: Platform) -> N
 
 
 def test_forward_selection_adds_a_member_only_when_it_earns_its_place() -> None:
-    from recstack.models.auto import _forward_selection
+    from recstack.models.auto.blend import forward_selection as _forward_selection
 
     rng = np.random.default_rng(7)
     users, size = 400, 30
