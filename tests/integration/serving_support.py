@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pandas as pd
 import uvicorn
 from fastapi import FastAPI
@@ -25,6 +27,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_ready(server: subprocess.Popen[bytes], base: str, within_s: float = 120.0, poll_s: float = 0.3) -> None:
+    """Wait until a `recstack serve` subprocess answers /readyz 200; fail with its output if it exits first."""
+    deadline = time.monotonic() + within_s
+    while True:
+        assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{base} not ready in {within_s:.0f} s"
+        time.sleep(poll_s)
 
 
 @contextmanager

@@ -12,7 +12,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from integration.deploy_support import DEPLOY, tool
-from integration.serving_support import free_port, load, make_world
+from integration.serving_support import free_port, load, make_world, wait_ready
 from recstack.storage import open_store
 
 ANSIBLE = DEPLOY / "ansible"
@@ -113,16 +112,7 @@ def test_playbook_installs_recstack_and_the_api_answers(tmp_path: Path) -> None:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the installed API was not ready in 120 s"
-            time.sleep(0.5)
+        wait_ready(server, base, 120, 0.5)
         user = str(world.interactions["user_id"].iloc[0])
         url = f"{base}/v1/users/{user}/recommendations"
         assert httpx.get(url, params={"k": 3}, timeout=10).status_code == 401, "keys are on by default"

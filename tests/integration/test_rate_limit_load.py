@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration.serving_support import free_port, load, make_world
+from integration.serving_support import free_port, load, make_world, wait_ready
 from recstack.serving.auth import Scope, issue_key
 from recstack.storage import open_store
 
@@ -61,16 +61,7 @@ def test_one_key_s_flood_is_limited_and_does_not_starve_another(tmp_path: Path, 
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 120 s"
-            time.sleep(0.3)
+        wait_ready(server, base, 120, 0.3)
         time.sleep(2.0)  # both workers up (the first answer came from one of them)
         flood = subprocess.Popen([sys.executable, "-c", FLOOD, base, flooder, str(SECONDS), str(CONNECTIONS)],
                                  stdout=subprocess.PIPE, text=True)

@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from integration.serving_support import free_port, load, make_world
+from integration.serving_support import free_port, load, make_world, wait_ready
 from recstack.storage import open_store
 
 
@@ -31,16 +30,7 @@ def test_recstack_serve_answers_from_its_own_process(tmp_path: Path) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 90 s"
-            time.sleep(0.3)
+        wait_ready(server, base, 90, 0.3)
         user = str(world.interactions["user_id"].iloc[0])
         url = f"{base}/v1/users/{user}/recommendations"
         refused = httpx.get(url, params={"k": 4})

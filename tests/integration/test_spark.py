@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from integration.serving_support import free_port
+from integration.serving_support import free_port, wait_ready
 from recstack.cli.main import app
 from recstack.errors import EngineFailure
 from recstack.evaluation.holdout import Holdout, evaluate_holdout
@@ -220,16 +219,7 @@ def test_a_spark_trained_model_is_served(spark: Any, tmp_path: Path) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 120 s"
-            time.sleep(0.3)
+        wait_ready(server, base, 120, 0.3)
         response = httpx.get(f"{base}/v1/users/u000001/recommendations", params={"k": 4})
         assert response.status_code == 200
         assert response.headers["X-Model-Version"] == "1"
