@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from conftest import unavailable
 from recstack.models.als import ALS
 from recstack.models.bpr import BPR
 from recstack.testing.recommender import Platform, RecommenderContract
@@ -25,7 +26,7 @@ def test_fits_under_one_blas_thread_so_implicit_does_not_warn(
     from threadpoolctl import threadpool_info, threadpool_limits
 
     if not any(pool["user_api"] == "blas" for pool in threadpool_info()):
-        pytest.skip("no BLAS thread pool is loaded, so there is nothing to limit")
+        unavailable("a BLAS thread pool", "threadpoolctl finds none loaded, so there is nothing to limit")
     monkeypatch.setattr(implicit.utils, "_checked_blas_config", False)  # implicit checks once per process
     with threadpool_limits(limits=2, user_api="blas"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
