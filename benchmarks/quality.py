@@ -15,9 +15,11 @@ Run: `.venv/bin/python benchmarks/quality.py [--data /work/shared/data] [--budge
   EASE at λ ∈ {100, 300, 500} on binary and log(1 + rating) values, implicit ALS, item-kNN, popularity.
 - Protocol A−t (issue 9): protocol A given only `user_id, item_id, value` (no timestamps), on 100K.
 
-Each model is trained on the training part only (`auto` carves its own validation split from it: with
-timestamps, each user's newest interactions of the training part, whatever the protocol; on A and B it
-also runs told the question is a random share, `validation="random"`), with its default parameters, plus
+Each model is trained on the training part only (`auto` carves its own validation split from it and is told
+the question the protocol asks, as `recstack evaluate --split` tells it (`told_question`): at random on A
+and B, each user's newest interactions of the training part on T; on A and B it also runs validated on
+"what next?", `validation="temporal"`, which is what `recstack train` picks for timestamped data), with its
+default parameters, plus
 EASE at λ = 500 (the peers' reference). Results go to
 benchmarks/results/quality.json and quality.png; the table is printed. The files are read directly (tab-
 and comma-separated) so the row order, which protocol B's seeded draw depends on, is the file's.
@@ -40,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recstack.evaluation import metrics as m
+from recstack.evaluation.holdout import told_question
 from recstack.evaluation.report import plot_comparison
 from recstack.evaluation.splits import stratified_by_item, stratified_by_user, temporal_by_user
 from recstack.models import catalog
@@ -177,9 +180,11 @@ def run(
             models = [*PEERS_T, *[(n, n, {}, "raw") for n in OWN_T]]
         else:
             models = single
-        models = [*models, auto]
-        if protocol in ("A", "B"):  # a random test asks another question than "what next?": say so to auto
-            models.append(("auto validation=random", "auto", {"time_budget_s": budget, "validation": "random"}, "raw"))
+        question = "random" if protocol in ("A", "A-t", "B") else "temporal"
+        models = [*models, ("auto", "auto", told_question(catalog.resolve("auto"), auto[2], question), "raw")]
+        if protocol in ("A", "B"):  # what `recstack train` would pick on these data: validated on "what next?"
+            temporal = {"time_budget_s": budget, "validation": "temporal"}
+            models.append(("auto validation=temporal", "auto", temporal, "raw"))
         if only:
             models = [entry for entry in models if entry[0] in only or entry[1] in only]
         board: dict[str, Any] = {}

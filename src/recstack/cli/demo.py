@@ -169,7 +169,7 @@ def _train_and_compare(
     train, test = split_interactions(interactions, "user", 0.8, seed)
     relevant = relevant_pairs(train, test, items)
     console.rule("[bold]train and evaluate[/]")
-    trained, failed = train_models(names, train, items)
+    trained, failed = train_models(names, train, items, question="random")
     if not trained or relevant.empty:
         raise RecstackError("the demo could not train or evaluate any model: " + "; ".join(failed.values()))
     board, lists = score_models(trained, train, relevant, items, k)

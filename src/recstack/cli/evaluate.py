@@ -25,7 +25,15 @@ from recstack import __version__
 from recstack.cli.common import console, err_console, settings
 from recstack.cli.files import INTERACTIONS_HEADER, read_training_files
 from recstack.errors import ConfigurationError, RecstackError
-from recstack.evaluation.holdout import SplitKind, evaluation_split, item_categories, relevant_pairs
+from recstack.evaluation.holdout import (
+    Question,
+    SplitKind,
+    evaluation_split,
+    item_categories,
+    question_of,
+    relevant_pairs,
+    told_question,
+)
 from recstack.jobs.training import build_model
 from recstack.models import catalog
 from recstack.models.base import Recommender
@@ -150,8 +158,12 @@ def train_models(
     params: dict[str, dict[str, Any]] | None = None,
     tune: TuneOptions | None = None,
     time_budget_s: float | None = None,
+    question: Question | None = None,
 ) -> tuple[list[Trained], dict[str, str]]:
     """Fit each named model on `train` (tuning it first when asked) under one progress display.
+
+    `question` is what the evaluation's split asks (`question_of`): tuning and models that validate
+    themselves (`auto`) validate the same way, unless `params` say otherwise.
 
     A model that fails with a recstack error (say, a content model without item text) is reported and left
     out so the others still compare; returns the trained models and {name: reason} for the failures.
@@ -164,8 +176,10 @@ def train_models(
             chosen = dict(params.get(name, {}))
             tuning = None
             try:
+                if question is not None:
+                    chosen = told_question(catalog.resolve(name), chosen, question)
                 if tune is not None and _tunable(name):
-                    result = _tune_one(bar, name, train, items, tune)
+                    result = _tune_one(bar, name, train, items, tune, question == "temporal")
                     chosen = {**result.best_params, **chosen}
                     tuning = result.to_dict()
                 model = build_model(name, chosen, time_budget_s)
@@ -178,7 +192,9 @@ def train_models(
     return trained, failed
 
 
-def _tune_one(bar: Progress, name: str, train: pd.DataFrame, items: pd.DataFrame | None, opts: TuneOptions) -> Any:
+def _tune_one(
+    bar: Progress, name: str, train: pd.DataFrame, items: pd.DataFrame | None, opts: TuneOptions, temporal: bool
+) -> Any:
     from recstack.evaluation.tuning import TrialProgress, tune
 
     task = bar.add_task(f"tune {name}", total=opts.trials, note="")
@@ -189,7 +205,7 @@ def _tune_one(bar: Progress, name: str, train: pd.DataFrame, items: pd.DataFrame
 
     result = tune(
         catalog.resolve(name), train, items=items, k=opts.k, n_trials=opts.trials,  # type: ignore[arg-type]
-        timeout_s=opts.time_budget_s, seed=opts.seed, progress=advance, folds=opts.folds,
+        timeout_s=opts.time_budget_s, seed=opts.seed, progress=advance, folds=opts.folds, temporal=temporal,
     )
     bar.update(task, total=len(result.trials), completed=len(result.trials))
     return result
@@ -340,7 +356,7 @@ def evaluate(
         f"{relevant['user_id'].nunique():,} users with {len(relevant):,} relevant items"
     )
     tuning = TuneOptions(trials=trials, time_budget_s=time_budget, k=k, seed=seed, folds=tune_folds) if tune else None
-    trained, failed = train_models(names, train, item_frame, params, tuning, time_budget)
+    trained, failed = train_models(names, train, item_frame, params, tuning, time_budget, question_of(resolved))
     if not trained:
         raise RecstackError("no model could be trained: " + "; ".join(f"{n}: {r}" for n, r in failed.items()))
     board, _ = score_models(trained, train, relevant, item_frame, k)

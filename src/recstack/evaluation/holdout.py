@@ -7,6 +7,8 @@ one relevance rule and one set of metric options. Three hold-outs: a per-user st
 `Holdout.for_data` picks the one `recstack train` and the loop decide on, as `auto` picks its validation:
 each user's newest interactions when every interaction has a timestamp (a recommender in production
 predicts what comes next), a random share otherwise. `evaluation_split` is `recstack evaluate --split`.
+`question_of` says which question a split asks, so a model that chooses itself on a validation split of
+its training data (`auto`, and any tuning) is validated the way it will be judged.
 """
 
 from __future__ import annotations
@@ -31,12 +33,41 @@ __all__ = [
     "evaluate_holdout",
     "evaluation_split",
     "item_categories",
+    "question_of",
     "relevant_pairs",
     "score_recommendations",
+    "told_question",
 ]
 
 HoldoutKind = Literal["user", "user-temporal", "temporal"]
 SplitKind = Literal["auto", "user", "user-temporal", "item", "temporal", "leave-last"]
+Question = Literal["random", "temporal"]
+"""What a split asks: recover a random share of what users did (`random`), or what they do next (`temporal`)."""
+
+_QUESTIONS: dict[str, Question] = {
+    "user": "random", "item": "random", "user-temporal": "temporal", "temporal": "temporal", "leave-last": "temporal",
+}
+
+
+def question_of(kind: str) -> Question:
+    """The question a resolved split kind asks (`auto` must be resolved first, see `evaluation_split`)."""
+    try:
+        return _QUESTIONS[kind]
+    except KeyError:
+        raise ConfigurationError(f"unknown split {kind!r}") from None
+
+
+def told_question(model_cls: type[Recommender[Any]], params: dict[str, Any], question: Question) -> dict[str, Any]:
+    """`params` with `validation=question` for a model that validates itself and was not told otherwise.
+
+    Selecting models on temporal validation and judging them on a random share (or the reverse) measures
+    the mismatch, not the models: on MovieLens-100K `auto` validated temporally scores 0.28 NDCG@10 on a
+    random split and 0.50 when validated at random. Production (`recstack train`, the loop) asks "what next?"
+    and `auto`'s own default already answers it from the data.
+    """
+    if "validation" in model_cls.config_type.model_fields and "validation" not in params:
+        return {**params, "validation": question}
+    return params
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,35 @@ def test_evaluate_splits_by_name_and_auto_resolves_from_the_data() -> None:
     assert kind == "user" and len(parts.train) + len(parts.test) == len(frame())
     with pytest.raises(ConfigurationError, match="empty part"):
         evaluation_split(frame().loc[lambda f: f["user_id"] == "c"], "user-temporal", ratio=0.6)
+
+
+def test_each_split_asks_its_question_and_self_validating_models_are_told_it() -> None:
+    from recstack.evaluation.holdout import question_of, told_question
+    from recstack.models import catalog
+
+    assert [question_of(k) for k in ("user", "item")] == ["random", "random"]
+    assert [question_of(k) for k in ("user-temporal", "temporal", "leave-last")] == ["temporal"] * 3
+    with pytest.raises(ConfigurationError, match="unknown split"):
+        question_of("auto")
+    auto = catalog.resolve("auto")
+    assert told_question(auto, {"time_budget_s": 5.0}, "random") == {"time_budget_s": 5.0, "validation": "random"}
+    assert told_question(auto, {"validation": "temporal"}, "random") == {"validation": "temporal"}
+    assert told_question(catalog.resolve("ease"), {"l2": 10.0}, "temporal") == {"l2": 10.0}
+
+
+def test_evaluate_trains_auto_validated_the_way_the_split_judges_it() -> None:
+    from recstack.cli.evaluate import train_models
+
+    rows = [
+        (f"u{u}", f"i{(u * 7 + j * 3) % 40}", float(1 + j % 5), 1_000 + 10 * j + u)
+        for u in range(30)
+        for j in range(12)
+    ]
+    columns = ["user_id", "item_id", "value", "timestamp"]
+    train = pd.DataFrame(rows, columns=columns).drop_duplicates(["user_id", "item_id"])
+    params = {"auto": {"time_budget_s": 3.0, "candidates": ["ease", "item_knn"], "max_trials": 2, "folds": 1}}
+    trained, failed = train_models(["auto"], train, None, params, question="random")
+    assert not failed
+    assert trained[0].model.report_["validation_protocol"] == "random"
+    trained, _ = train_models(["auto"], train, None, params, question="temporal")
+    assert trained[0].model.report_["validation_protocol"] == "temporal"
