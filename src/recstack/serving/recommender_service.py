@@ -339,9 +339,13 @@ class RecommendationService:
         if batched is None and model is not None:
             planned = self._planned(model, catalog, user_id, k, category, exclude, history)
         ranked: Ranked | None = None
+        liked: list[str] = []
+        weights: list[float] | None = None
         if batched is not None:
             picked, source = batched, "batch"
-            liked, weights = liked_items(signals(history, catalog, self.feedback), history)
+            # The signals only shape the content mix: without content there is nothing to read them for.
+            if self.new_items.content is not None:
+                liked, weights = liked_items(signals(history, catalog, self.feedback), history)
         elif planned is not None:
             picked, plan = planned
             liked, weights, ranked = plan.liked, plan.weights, plan.novel
