@@ -15,7 +15,7 @@ import pytest
 
 from integration.serving_support import World, load
 from recstack.models.base import Recommender
-from recstack.serving.batch import load_cache
+from recstack.serving.batch import LoadedVersions, load_cache
 from recstack.serving.data import load_catalog
 from recstack.serving.metrics import Metrics
 from recstack.serving.recommender_service import RecommendationService, ServingModel
@@ -69,10 +69,14 @@ def listed(batch: pd.DataFrame, user: str) -> list[str]:
 def test_the_batch_list_of_the_served_version_is_the_answer(
     service: RecommendationService, batch: pd.DataFrame, als: Recommender[Any]
 ) -> None:
+    now = [0.0]
+    service.batches = LoadedVersions(recheck_s=10.0, clock=lambda: now[0])
     user = str(als.users.ids[0])
     live = ask(service, user)
     assert live["source"] == "model"
     assert load_cache(batch, service.cache, "als1", 600.0) == len(als.users)
+    assert ask(service, user, k=7)["source"] == "model", "the marker was read as absent less than 10 s ago"
+    now[0] = 10.0
     answer = ask(service, user, k=8)
     assert answer["source"] == "batch" and items(answer) == listed(batch, user)[:8]
     assert items(answer) != items(live)[:8]
@@ -81,7 +85,7 @@ def test_the_batch_list_of_the_served_version_is_the_answer(
     assert {i["reason"] for i in answer["items"]} == {als.reason}
     metrics = service.metrics.render().decode()
     assert 'recstack_recommendation_answers_total{source="batch"} 1.0' in metrics
-    assert 'recstack_recommendation_answers_total{source="model"} 1.0' in metrics
+    assert 'recstack_recommendation_answers_total{source="model"} 2.0' in metrics
 
     assert service.model is not None
     service.set_model(ServingModel.build(als, 2))

@@ -8,6 +8,9 @@ the batch), the request's `exclude` and `category`, and the catalogue's availabi
 the live path applies them, so a posted event needs no invalidation of batch keys. When fewer than k items
 survive, the caller computes the answer live rather than answer short.
 
+With the lists, `load_cache` leaves a marker per version (`loaded_key`); `LoadedVersions` asks for it at most
+every few seconds, so a server whose champion has no batch pays no extra cache round trip per answer.
+
 Both cache backends hold these keys through the same `Cache` protocol; with the in-process memory cache
 only a list loaded into the serving process itself is seen (a batch job's own process cannot reach it).
 """
@@ -15,7 +18,8 @@ only a list loaded into the serving process itself is seen (a batch job's own pr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Set
+import time
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +28,10 @@ import pandas as pd
 
 from recstack.storage.cache import Cache
 
-__all__ = ["BatchAnswer", "batch_key", "choose", "decode", "encode", "load_cache", "model_label"]
+__all__ = [
+    "BatchAnswer", "LoadedVersions", "batch_key", "choose", "decode", "encode", "load_cache", "loaded_key",
+    "model_label",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,11 @@ def model_label(kind: str, version: int | None) -> str:
 def batch_key(model_version: str, user_id: str) -> str:
     """The cache key of one user's batch answer for one model version (`model_label`)."""
     return f"batch:{model_version}:{user_id}"
+
+
+def loaded_key(model_version: str) -> str:
+    """The key whose presence says a batch job loaded lists for this model version (it expires with them)."""
+    return f"batch-loaded:{model_version}"
 
 
 def encode(answer: BatchAnswer) -> bytes:
@@ -71,8 +83,28 @@ def load_cache(recommendations: pd.DataFrame, cache: Cache, model_version: str, 
     for user_id, group in ordered.groupby("user_id", sort=False):
         answer = BatchAnswer([str(i) for i in group["item_id"]], [float(s) for s in group["score"]])
         values[batch_key(model_version, str(user_id))] = encode(answer)
+    values[loaded_key(model_version)] = orjson.dumps({"users": len(values), "loaded_at_ms": int(time.time() * 1000)})
     cache.set_many(values, ttl_s)
-    return len(values)
+    return len(values) - 1
+
+
+class LoadedVersions:
+    """Whether lists are loaded for a model version, asked of the cache at most every `recheck_s` seconds per
+    version: a batch loaded while the server runs is served within `recheck_s`, and without one each answer
+    costs no lookup. `clock` (monotonic by default) lets tests move time. Racing threads at worst ask twice."""
+
+    def __init__(self, recheck_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.recheck_s = recheck_s
+        self._clock = clock
+        self._known: tuple[str, bool, float] | None = None
+
+    def loaded(self, model_version: str, get: Callable[[str], bytes | None]) -> bool:
+        """`get` reads the cache (None when the key is missing or the cache is unreachable)."""
+        now = self._clock()
+        known = self._known
+        if known is None or known[0] != model_version or now - known[2] >= self.recheck_s:
+            known = self._known = (model_version, get(loaded_key(model_version)) is not None, now)
+        return known[1]
 
 
 def choose(

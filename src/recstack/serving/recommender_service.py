@@ -32,7 +32,7 @@ from recstack.errors import BackendUnavailable, ConfigurationError, NotFound
 from recstack.models.base import Recommender
 from recstack.processing.matrix import Vocabulary
 from recstack.processing.online import OnlineState
-from recstack.serving.batch import batch_key, choose, decode, model_label
+from recstack.serving.batch import LoadedVersions, batch_key, choose, decode, model_label
 from recstack.serving.data import Catalog, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.impressions import ImpressionLog
@@ -187,6 +187,7 @@ class RecommendationService:
         self.new_items = NewItems()
         self.cache_ok = True
         self.impressions: ImpressionLog | None = None
+        self.batches = LoadedVersions()
         self._cache_hit, self._cache_miss = metrics.cache.labels("hit"), metrics.cache.labels("miss")
         self._answers = {source: metrics.answers.labels(source) for source in ("batch", "model", "trending")}
 
@@ -283,6 +284,10 @@ class RecommendationService:
             self.cache_ok = True
             self.metrics.cache_up.set(1)
         return result
+
+    def _cache_get(self, key: str) -> bytes | None:
+        value: bytes | None = self._cache_call(self.cache.get, key)
+        return value
 
     def invalidate(self, user_ids: Iterable[str]) -> None:
         """Make every cached answer of these users unreachable (their epoch changes)."""
@@ -393,9 +398,10 @@ class RecommendationService:
         filters, with the reasons the model gives; None when there is no list or fewer than k survive (the
         caller computes the answer)."""
         uidx = model.user_pos.get(user_id, -1)
-        if model.version is None or uidx < 0:
+        label = model_label(model.kind, model.version)
+        if model.version is None or uidx < 0 or not self.batches.loaded(label, self._cache_get):
             return None
-        body = self._cache_call(self.cache.get, batch_key(model_label(model.kind, model.version), user_id))
+        body = self._cache_get(batch_key(label, user_id))
         answer = decode(body) if body is not None else None
         if answer is None:
             return None

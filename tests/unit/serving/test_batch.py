@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recstack.serving.batch import BatchAnswer, batch_key, choose, decode, encode, load_cache, model_label
+from recstack.serving.batch import (
+    BatchAnswer,
+    LoadedVersions,
+    batch_key,
+    choose,
+    decode,
+    encode,
+    load_cache,
+    loaded_key,
+    model_label,
+)
 from recstack.storage.cache import MemoryCache
 
 # Model items i0…i5; i3 unavailable; categories: i0, i2, i4 jazz (0), the others rock (1).
@@ -64,6 +74,27 @@ def test_load_cache_writes_each_users_list_in_rank_order() -> None:
     body = cache.get("batch:als1:u1")
     assert body is not None and decode(body) == BatchAnswer(["a", "b"], [0.9, 0.5])
     assert decode(encode(ANSWER)) == ANSWER
+    assert cache.get(loaded_key("als1")) is not None and cache.get(loaded_key("als2")) is None
+
+
+def test_a_versions_marker_is_asked_for_once_per_recheck_interval() -> None:
+    now = [0.0]
+    asked: list[str] = []
+    present: set[str] = set()
+
+    def get(key: str) -> bytes | None:
+        asked.append(key)
+        return b"1" if key in present else None
+
+    versions = LoadedVersions(recheck_s=10.0, clock=lambda: now[0])
+    assert not versions.loaded("als1", get) and not versions.loaded("als1", get)
+    present.add(loaded_key("als1"))
+    now[0] = 9.9
+    assert not versions.loaded("als1", get)
+    now[0] = 10.0
+    assert versions.loaded("als1", get) and versions.loaded("als1", get)
+    assert not versions.loaded("als2", get), "another version is asked for at once"
+    assert asked == [loaded_key("als1"), loaded_key("als1"), loaded_key("als2")]
 
 
 def test_a_malformed_value_is_no_answer() -> None:
