@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     )
     cache_url: str = Field(default="memory://", description="Result cache: memory:// or redis://host:port/db.")
     cache_ttl_s: float = Field(default=60.0, gt=0, description="Seconds a cached result lives.")
+    batch_ttl_s: float = Field(
+        default=86_400.0, gt=0,
+        description="Seconds a batch job's answers live in the cache (`spark recommend --cache`); rerun it sooner.",
+    )
     bus_url: str = Field(
         default="memory://",
         description="Event bus: memory:// (in-process) or kafka://host:port[,host:port…].",

@@ -30,10 +30,11 @@ from recstack.models.mllib_als import MLlibALS, MLlibALSConfig
 from recstack.processing import etl
 from recstack.processing.spark import etl as spark_etl
 from recstack.processing.spark.als import fit_spark, train_factors
-from recstack.processing.spark.recommend import cooccurrence, load_cache, recommend_all
+from recstack.processing.spark.recommend import cooccurrence, recommend_all
 from recstack.processing.spark.session import is_alive, spark_session
 from recstack.processing.spark.sources import read_jdbc, read_snapshot
 from recstack.processing.weighting import video
+from recstack.serving.batch import load_cache
 from recstack.storage import open_store
 from recstack.storage.cache import MemoryCache
 from recstack.storage.lake import Lake
@@ -194,12 +195,14 @@ def test_batch_recommendations_cooccurrence_and_cache(
     assert neighbours.groupby("item_id").size().max() <= 3
 
 
-def cli(home: Path, *args: str) -> Any:
-    env: dict[str, str | None] = {key: None for key in os.environ if key.startswith("RECSTACK_")}
-    return CliRunner().invoke(app, ["--home", str(home), *args], env={**env, "COLUMNS": "200"})
+def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    clean: dict[str, str | None] = {key: None for key in os.environ if key.startswith("RECSTACK_")}
+    return CliRunner().invoke(app, ["--home", str(home), *args], env={**clean, **(env or {}), "COLUMNS": "200"})
 
 
-def test_a_spark_trained_model_is_served(spark: Any, tmp_path: Path) -> None:
+def test_a_spark_trained_model_is_served_with_its_batch_answers(
+    spark: Any, tmp_path: Path, redis_cache_url: str
+) -> None:
     files = generate(SyntheticConfig(users=80, items=60, interactions=4_000, seed=3), tmp_path / "data")
     home = tmp_path / "home"
     for kind in ("users", "items", "interactions"):
@@ -207,24 +210,38 @@ def test_a_spark_trained_model_is_served(spark: Any, tmp_path: Path) -> None:
     trained = cli(home, "train", "--engine", "spark", "--model", "als")
     assert trained.exit_code == 0, trained.output
     assert "als_spark" in trained.output and "is the champion" in trained.output
-    for command in (("spark", "etl"), ("spark", "features"), ("spark", "recommend", "--k", "3")):
-        result = cli(home, *command)
+    assert cli(home, "spark", "recommend", "--cache").exit_code != 0, "memory:// cannot reach the API"
+    shared = {"RECSTACK_CACHE_URL": redis_cache_url}
+    for command in (("spark", "etl"), ("spark", "features"), ("spark", "recommend", "--k", "5", "--cache")):
+        result = cli(home, *command, env=shared)
         assert result.exit_code == 0, result.output
-    assert len(etl.read_output(home / "batch", "recommendations")) == 3 * 80
+    assert "80 users' answers loaded" in result.output
+    batch = etl.read_output(home / "batch", "recommendations")
+    assert len(batch) == 5 * 80
+    user = "u000001"
+    listed = batch.loc[batch["user_id"] == user].sort_values("rank")["item_id"].tolist()
 
     port = free_port()
     command = [str(Path(sys.executable).parent / "recstack"), "--home", str(home), "serve", "--port", str(port)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECSTACK_")}
-    env["RECSTACK_AUTH"] = "none"
+    env.update(shared, RECSTACK_AUTH="none")
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(server, base, 120, 0.3)
-        response = httpx.get(f"{base}/v1/users/u000001/recommendations", params={"k": 4})
+        response = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 4})
         assert response.status_code == 200
         assert response.headers["X-Model-Version"] == "1"
         assert "X-Recstack-Fallback" not in response.headers
-        assert len(response.json()["items"]) == 4
+        body = response.json()
+        assert body["source"] == "batch" and [i["item_id"] for i in body["items"]] == listed[:4]
+        posted = httpx.post(f"{base}/v1/events", json={"user_id": user, "item_id": listed[0], "event_type": "like"})
+        assert posted.status_code in (200, 202), posted.text
+        after = httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 4}).json()
+        assert after["source"] == "batch" and [i["item_id"] for i in after["items"]] == listed[1:5]
+        assert httpx.get(f"{base}/v1/users/{user}/recommendations", params={"k": 5}).json()["source"] == "model"
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'recstack_recommendation_answers_total{source="batch"} 2.0' in metrics
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -99,16 +99,24 @@ def recommend(
     version: Annotated[int | None, typer.Option(help="Model version; default: the champion.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 10,
     out: Annotated[Path | None, typer.Option(help="Output directory; default: <home>/batch.")] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Also load the answers into the cache.")] = False,
+    cache: Annotated[bool, typer.Option(
+        "--cache/--no-cache", help="Also load the answers into the (shared) cache, where the API serves them."
+    )] = False,
 ) -> None:
     """Top-k items for every user of a registered model, to Parquet (and, with --cache, the result cache)."""
-    from recstack.errors import NotFound
+    from recstack.errors import ConfigurationError, NotFound
     from recstack.processing.etl import read_output
-    from recstack.processing.spark.recommend import load_cache, recommend_all
+    from recstack.processing.spark.recommend import recommend_all
     from recstack.registry import Registry
-    from recstack.storage.cache import open_cache
+    from recstack.serving.batch import load_cache, model_label
+    from recstack.storage.cache import MemoryCache, open_cache
 
     cfg = settings(ctx)
+    the_cache = open_cache(cfg.cache_url) if cache else None
+    if isinstance(the_cache, MemoryCache):
+        raise ConfigurationError(
+            "--cache needs a cache the API shares (cache_url redis://…): memory:// lives in this process only"
+        )
     registry = Registry.from_settings(cfg)
     chosen = registry.get(version) if version is not None else registry.champion()
     if chosen is None:
@@ -117,7 +125,7 @@ def recommend(
     target = _home_dir(cfg, "batch", out)
     rows = recommend_all(session(cfg), model, target / "recommendations", k)
     console.print(f"{rows:,} recommendations of version {chosen.version} → {target / 'recommendations'}")
-    if cache:
-        users = load_cache(read_output(target, "recommendations"), open_cache(cfg.cache_url),
-                           f"{chosen.model_kind}{chosen.version}", cfg.cache_ttl_s)
-        console.print(f"{users:,} users' answers loaded into {cfg.cache_url}")
+    if the_cache is not None:
+        users = load_cache(read_output(target, "recommendations"), the_cache,
+                           model_label(chosen.model_kind, chosen.version), cfg.batch_ttl_s)
+        console.print(f"{users:,} users' answers loaded into the cache for {cfg.batch_ttl_s:,.0f} s")

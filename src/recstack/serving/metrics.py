@@ -42,6 +42,11 @@ class Metrics:
             ["route", "method", "status"], buckets=_BUCKETS, registry=r,
         )
         self.cache = Counter("recstack_cache_requests", "Result cache lookups by outcome.", ["result"], registry=r)
+        self.answers = Counter(
+            "recstack_recommendation_answers",
+            "Recommendation answers built (result-cache hits not counted) by source: batch (a batch job's list, "
+            "filtered), model (computed by the champion), trending.", ["source"], registry=r,
+        )
         self.cache_up = Gauge("recstack_cache_up", "1 when the result cache answered its last call.", registry=r)
         self.model_version = Gauge(
             "recstack_model_version", "Version of the champion being served (0: none, popularity fallback).",

@@ -8,7 +8,8 @@ nobody knows anything about, the answer is the catalogue's trending items (in th
 categories first when their preference document names some).
 
 Items the champion cannot know (added since training) come in through their content (`new_items`); the
-trending fill and top-k selection live in `picks`.
+trending fill and top-k selection live in `picks`. A batch job's list for the champion's version, when the
+cache holds one for the user, is served (through the same filters) instead of computing (`batch`).
 
 The champion and the catalogue are immutable snapshots replaced by whole-reference assignment, so a request
 that started on one champion finishes on it while a reload swaps in the next.
@@ -31,6 +32,7 @@ from recstack.errors import BackendUnavailable, ConfigurationError, NotFound
 from recstack.models.base import Recommender
 from recstack.processing.matrix import Vocabulary
 from recstack.processing.online import OnlineState
+from recstack.serving.batch import LoadedVersions, batch_key, choose, decode, model_label
 from recstack.serving.data import Catalog, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.impressions import ImpressionLog
@@ -185,7 +187,9 @@ class RecommendationService:
         self.new_items = NewItems()
         self.cache_ok = True
         self.impressions: ImpressionLog | None = None
+        self.batches = LoadedVersions()
         self._cache_hit, self._cache_miss = metrics.cache.labels("hit"), metrics.cache.labels("miss")
+        self._answers = {source: metrics.answers.labels(source) for source in ("batch", "model", "trending")}
 
     # ---- snapshots --------------------------------------------------------------------------------
 
@@ -281,6 +285,10 @@ class RecommendationService:
             self.metrics.cache_up.set(1)
         return result
 
+    def _cache_get(self, key: str) -> bytes | None:
+        value: bytes | None = self._cache_call(self.cache.get, key)
+        return value
+
     def invalidate(self, user_ids: Iterable[str]) -> None:
         """Make every cached answer of these users unreachable (their epoch changes)."""
         self._cache_call(invalidate_users, self.cache, user_ids, self.cache_ttl_s)
@@ -301,7 +309,7 @@ class RecommendationService:
             history = self.history(user_id)
             epoch = f"h{history.fingerprint:x}".encode() + (epoch or b"")
         if epoch is not None or self.cache_ok:
-            version = "none" if model is None else f"{model.kind}{model.version}"
+            version = "none" if model is None else model_label(model.kind, model.version)
             # Hashed so that no user id or parameter value can make two requests share a key.
             request = orjson.dumps([user_id, k, category, sorted(exclude)])
             key = f"recs:{version}:{(epoch or b'0').decode()}:{hashlib.blake2b(request, digest_size=16).hexdigest()}"
@@ -331,9 +339,19 @@ class RecommendationService:
         if history is None:
             history = self.history(user_id)
         source = "model"
-        planned = self._planned(model, catalog, user_id, k, category, exclude, history) if model else None
+        batched = self._batched(model, catalog, user_id, k, category, exclude, history) if model else None
+        planned = None
+        if batched is None and model is not None:
+            planned = self._planned(model, catalog, user_id, k, category, exclude, history)
         ranked: Ranked | None = None
-        if planned is not None:
+        liked: list[str] = []
+        weights: list[float] | None = None
+        if batched is not None:
+            picked, source = batched, "batch"
+            # The signals only shape the content mix: without content there is nothing to read them for.
+            if self.new_items.content is not None:
+                liked, weights = liked_items(signals(history, catalog, self.feedback), history)
+        elif planned is not None:
             picked, plan = planned
             liked, weights, ranked = plan.liked, plan.weights, plan.novel
         else:
@@ -362,6 +380,7 @@ class RecommendationService:
                 for i, s, r in zip(picked.item_ids, picked.scores, picked.reasons, strict=True)
             ],
         }
+        self._answers[source].inc()
         return orjson.dumps(payload)
 
     def _preferred_categories(self, user_id: str) -> list[str]:
@@ -370,6 +389,38 @@ class RecommendationService:
         if isinstance(raw, str):
             raw = [raw]
         return [str(c) for c in raw] if isinstance(raw, list) else []
+
+    def _batched(
+        self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
+        exclude: list[str], history: History,
+    ) -> Picked | None:
+        """Top-k from the batch job's list for this user and this champion version, through the live path's
+        filters, with the reasons the model gives; None when there is no list or fewer than k survive (the
+        caller computes the answer)."""
+        uidx = model.user_pos.get(user_id, -1)
+        label = model_label(model.kind, model.version)
+        if model.version is None or uidx < 0 or not self.batches.loaded(label, self._cache_get):
+            return None
+        body = self._cache_get(batch_key(label, user_id))
+        answer = decode(body) if body is not None else None
+        if answer is None:
+            return None
+        code = None
+        if category is not None:
+            code = catalog.codes.get(category)
+            if code is None:
+                return None
+        aligned = self._aligned_for(model, catalog)
+        seen = None
+        if model.seen is not None:
+            seen = model.seen.indices[model.seen.indptr[uidx] : model.seen.indptr[uidx + 1]]
+        chosen = choose(answer, k, {*history.item_ids, *exclude}, model.item_pos, aligned.available,
+                        aligned.category_code, code, seen)
+        if chosen is None:
+            return None
+        idx = np.asarray(chosen[0], dtype=np.int64)
+        reasons = model.model.explain(uidx, idx) or [model.reason] * k
+        return Picked([str(i) for i in model.item_ids[idx]], chosen[1], reasons)
 
     def _planned(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,

@@ -129,7 +129,10 @@ class RecommendationsOut(ItemsOut):
                               "items": [{"item_id": "i42", "score": 0.93, "reason": "collaborative"}]})
 
     user_id: str
-    source: Literal["model", "trending"]
+    source: Literal["batch", "model", "trending"] = Field(
+        description="batch: a batch job's list for this model version, filtered now; model: computed by the "
+        "champion; trending: popularity (no champion, or a user it does not know).",
+    )
 
 
 class SimilarOut(ItemsOut):

@@ -2,7 +2,8 @@
 
 `recommend_all` ships the fitted model to the executors once (Spark broadcast) and runs its own
 `recommend` on each partition of users, so batch answers follow exactly the rules of online answers (seen
-items excluded, scores descending). `cooccurrence` counts, for every pair of items, the users who engaged
+items excluded, scores descending); `serving.batch.load_cache` puts them in the result cache, where the
+API serves them. `cooccurrence` counts, for every pair of items, the users who engaged
 with both (strength > 0): the neighbour lists item-kNN needs, computed without a users × items matrix in
 one memory.
 """
@@ -14,17 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 import pandas as pd
-
-from recstack.storage.cache import Cache
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from recstack.models.base import Recommender
 
-__all__ = ["batch_key", "cooccurrence", "load_cache", "recommend_all"]
+__all__ = ["cooccurrence", "recommend_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,22 +54,6 @@ def recommend_all(
     shared.unpersist()
     logger.info("batch recommendations: %d rows for %d users → %s", written, len(users), out)
     return written
-
-
-def batch_key(model_version: str, user_id: str) -> str:
-    """The cache key of one user's batch answer for one model version."""
-    return f"batch:{model_version}:{user_id}"
-
-
-def load_cache(recommendations: pd.DataFrame, cache: Cache, model_version: str, ttl_s: float) -> int:
-    """Put each user's ranked list (`[[item_id, score], …]` as JSON) under `batch_key`; returns the users."""
-    values: dict[str, bytes] = {}
-    ordered = recommendations.sort_values(["user_id", "rank"])
-    for user_id, group in ordered.groupby("user_id", sort=False):
-        pairs = [[str(i), float(s)] for i, s in zip(group["item_id"], group["score"], strict=True)]
-        values[batch_key(model_version, str(user_id))] = orjson.dumps(pairs)
-    cache.set_many(values, ttl_s)
-    return len(values)
 
 
 def cooccurrence(pairs: DataFrame, k: int = 50, max_items_per_user: int = 500) -> DataFrame:
