@@ -93,6 +93,8 @@ class UserPlans:
     unknown_ptr: np.ndarray | None = None
     unknown_ids: np.ndarray | None = None
     _changed: list[tuple[Catalog, frozenset[str]]] = field(default_factory=list, repr=False)
+    # Novel ranks made in this process for plans opened without them (`attach_novel`).
+    _attached: list[_NovelRanks] = field(default_factory=list, repr=False)
 
     @property
     def size(self) -> int:
@@ -127,11 +129,39 @@ class UserPlans:
             low, high = int(self.unknown_ptr[uidx]), int(self.unknown_ptr[uidx + 1])
             if high > low:
                 unknown = self.unknown_ids[low:high].tolist()
+        novel = self.novel if self.novel is not None else (self._attached[0] if self._attached else None)
         return Plan(
             self.candidates[uidx], self.scores[uidx], self.liked_ids[start:end].tolist(),
-            self.liked_weights[start:end].tolist(), self.novel.of(uidx) if self.novel is not None else None,
-            unknown,
+            self.liked_weights[start:end].tolist(), novel.of(uidx) if novel is not None else None, unknown,
         )
+
+    def novel_content(self) -> object | None:
+        """The content index the plans' novel ranks were made with (None: no ranks)."""
+        novel = self.novel if self.novel is not None else (self._attached[0] if self._attached else None)
+        return novel.novel.content if novel is not None else None
+
+    def attach_novel(self, new_items: NewItems, chunk: int = 4096) -> bool:
+        """Rank every user's novel items for the current content index (plans opened from an artefact have
+        none: the novel items are whatever this process's content index lacks in the champion), so a
+        request's content mix is a lookup rather than a search. Users in chunks, so the profiles never
+        take more than `chunk` rows of memory. False when there is nothing to rank."""
+        liked = [
+            (self.liked_ids[a:b].tolist(), self.liked_weights[a:b].tolist())
+            for a, b in zip(self.liked_ptr[:-1].tolist(), self.liked_ptr[1:].tolist(), strict=True)
+        ]
+        parts = [_novel_ranks(self.model, new_items, liked[start : start + chunk], NOVEL_DEPTH)
+                 for start in range(0, len(liked), chunk)]
+        if not parts or any(part is None for part in parts):
+            return False
+        ranks = [part for part in parts if part is not None]
+        depth = max(r.rows.shape[1] for r in ranks)
+        if any(r.rows.shape[1] != depth for r in ranks):
+            return False
+        self._attached[:] = [_NovelRanks(
+            ranks[0].novel, np.concatenate([r.rows for r in ranks]), np.concatenate([r.sims for r in ranks]),
+            np.concatenate([r.counts for r in ranks]), np.concatenate([r.complete for r in ranks]),
+        )]
+        return True
 
     def _changed_items(self, catalog: Catalog) -> frozenset[str]:
         """Items whose duration (which decides a watch event's polarity) differs from the planned one's."""

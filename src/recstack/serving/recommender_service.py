@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -175,6 +176,7 @@ class RecommendationService:
         # Versions of users' histories without reading them, where the history read is the store's own.
         self.feed = ChangeFeed.open(store) if online is None or online.url == "sql" else None
         self._held: UserPlans | None = None
+        self._ranked_for: tuple[UserPlans, object] | None = None
         self.online_ok = True
         self.plan_size = plan_size
         self.model: ServingModel | None = None
@@ -233,6 +235,18 @@ class RecommendationService:
                 table.pop(next(iter(table)))
             table.update(fresh)
         return len(fresh)
+
+    def rank_novel(self) -> bool:
+        """Give the plans novel ranks for the current content index when they lack them (plans opened from
+        an artefact, or a content index refitted since); runs on the background thread. True when done."""
+        plans, content = self.plans, self.new_items.content
+        if plans is None or content is None or plans.novel_content() is content or self._ranked_for == (plans, content):
+            return False
+        self._ranked_for = (plans, content)
+        started = time.perf_counter()
+        done = plans.attach_novel(self.new_items)
+        logger.info("novel-item ranks for %d users in %.1f s", len(plans.planned), time.perf_counter() - started)
+        return done
 
     def prepare(self, model: ServingModel) -> UserPlans | None:
         """Every known user's candidates for `model`, searched in batch (`plans`); run before the swap."""
