@@ -306,8 +306,13 @@ def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throu
     results: dict[str, Any] = {}
     load(host, port, ["/healthz"] * 2000, 4, 2)  # warm-up: connections, code paths
     load(host, port, take(2000), 4, 3)
-    results["trivial_throughput"] = load(host, port, ["/healthz"] * 10_000_000, 16, seconds)
+    before = load(host, port, ["/healthz"] * 10_000_000, 16, seconds)
     results["uncached_throughput"] = load(host, port, take(60_000), 16, seconds)
+    # Again after: the worker's background start-up work (content index, novel ranks) overlaps the first
+    # measurement; the ratio is taken against the faster of the two, never the slowed one.
+    after = load(host, port, ["/healthz"] * 10_000_000, 16, seconds)
+    results["trivial_throughput"] = max(before, after, key=lambda r: r["rps"])
+    results["trivial_throughput_runs"] = [before["rps"], after["rps"]]
     if throughput_only:
         out.write_text(json.dumps(results, indent=2))
         return
