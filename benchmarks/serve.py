@@ -155,7 +155,8 @@ def recall(workdir: Path, users_file: Path) -> dict[str, Any]:
     # The very index the server memory-maps, against exact search over the same vectors.
     index = open_artefact(registry.serving_dir(champion), model, champion.version, None).model.index
     users = model.user_embeddings()
-    assert index is not None and users is not None
+    if index is None or users is None:  # a champion without embeddings (auto's blend) is served without one
+        return {"index": None, "recall_at_100": None}
     rng = np.random.default_rng(123)
     held_out = users[rng.choice(len(users), 2000, replace=False)]
     started = time.perf_counter()
@@ -581,7 +582,7 @@ def main() -> None:
         "uncached_p99_ms": summary["uncached_p99_ms"] <= TARGETS["uncached_p99_ms"],
         "throughput_ratio": ratio >= TARGETS["throughput_ratio"],
         "cached_p99_ms": summary["cached_p99_ms"] <= TARGETS["cached_p99_ms"],
-        "recall_at_100": summary["recall_at_100"] >= TARGETS["recall_at_100"],
+        "recall_at_100": summary["recall_at_100"] is None or summary["recall_at_100"] >= TARGETS["recall_at_100"],
         "event_to_effect_s": summary["event_to_effect_s"] <= TARGETS["event_to_effect_s"],
         "rss_per_worker_mib": summary["rss_per_worker_mib"] <= TARGETS["rss_per_worker_mib"],
     }
