@@ -55,13 +55,20 @@ def test_an_opened_artefact_answers_like_plans_prepared_in_memory(
     users = planned_users(service)[:40]
     expected = {user: answer(service, user) for user in users}
     service.set_model(opened.model, opened.plans)
-    hits = 0
+    assert service._held is opened.plans  # the artefact's watermark lets the change feed vouch for its plans
+    # The worker ranks its novel items for the opened plans once (the artefact has none): same answers.
+    assert opened.plans.novel_content() is None
+    assert service.rank_novel() and opened.plans.novel_content() is service.new_items.content
+    hits = held = 0
     for user in users:
         history = service.history(user)
-        hits += service._planned(opened.model, catalog, user, 10, None, [], history) is not None  # type: ignore[arg-type]
+        hits += service._planned(opened.model, catalog, user, 10, None, [], history, -1) is not None  # type: ignore[arg-type]
+        planned = service._planned(opened.model, catalog, user, 10, None, [], None, service._version(user))  # type: ignore[arg-type]
+        held += planned is not None and planned[2] is None
         same(answer(service, user), expected[user])
+        same(answer(service, user, read_history=True), expected[user])
         same(answer(service, user), live(service, user))
-    assert hits == len(users)
+    assert hits == held == len(users)
 
 
 def test_history_fingerprints_agree_across_processes() -> None:
@@ -87,9 +94,13 @@ def test_active_users_are_replanned_in_the_background(
         "timestamp": int(time.time() * 1000),
     }]))
     history = service.history(user)
-    assert service._planned(model, service.catalog, user, 10, None, [], history) is None  # stale: queued
+    version = service._version(user)
+    assert service._planned(model, service.catalog, user, 10, None, [], None, version) is None  # stale: queued
     assert service.refresh_plans() == 1
-    assert service._planned(model, service.catalog, user, 10, None, [], history) is not None
+    assert service._planned(model, service.catalog, user, 10, None, [], history, -1) is not None
+    # The refreshed plan carries the user's version: it holds without reading the history again.
+    planned = service._planned(model, service.catalog, user, 10, None, [], None, version)
+    assert planned is not None and planned[2] is None
     after = answer(service, user)
     assert top[0] not in {item for item, _, _ in after}
     same(after, live(service, user))

@@ -58,6 +58,30 @@ class TestMemoryCache(CacheContract):
         clock.advance(0.9)
         assert cache.get("k") == b"2"
 
+    def test_a_write_drops_every_entry_whose_time_is_up(self) -> None:
+        # Uncached traffic writes one new key per request and never reads it again: without this the cache
+        # grew to max_entries of dead answers (the soak's memory growth).
+        clock = ManualClock()
+        cache = MemoryCache(max_entries=10_000, clock=clock)
+        for i in range(1000):
+            cache.set(f"old{i}", b"x" * 100, 30)
+        cache.set("kept", b"y", 120)
+        clock.advance(30)
+        cache.set("new", b"z", 30)
+        assert len(cache) == 2
+        assert (cache.get("kept"), cache.get("new")) == (b"y", b"z")
+        assert len(cache._expiry) <= 2
+
+    def test_a_rewritten_key_outlives_its_first_expiry(self) -> None:
+        clock = ManualClock()
+        cache = MemoryCache(clock=clock)
+        cache.set("k", b"1", 1)
+        clock.advance(0.5)
+        cache.set("k", b"2", 10)
+        clock.advance(1)
+        cache.set("other", b"3", 10)
+        assert cache.get("k") == b"2"
+
     def test_concurrent_use_stays_consistent_and_bounded(self) -> None:
         cache = MemoryCache(max_entries=50)
         errors: list[BaseException] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -32,6 +33,26 @@ def _export(settings: Settings) -> None:
         os.environ[f"RECSTACK_{name.upper()}"] = text
 
 
+# glibc gives each thread that allocates under contention an arena of its own (up to 8 per core), and a
+# long-running server's threads (requests, reload, stream, impression writer) keep their arenas' free pages:
+# two bound that, at no measurable cost on the request path.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8
+
+
+def _bound_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS malloc arenas in this process (glibc's `mallopt`) and in the worker processes it
+    starts (`MALLOC_ARENA_MAX`, read by glibc at their start); a user's own setting wins."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc: its allocator has no such knob
+        return
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -48,6 +69,7 @@ def serve(
     from recstack.serving.app import create_app
 
     current = settings(ctx)
+    _bound_malloc_arenas()
     access_log = log_level in {"trace", "debug", "info"}
     if workers > 1 and current.cache_url.startswith("memory"):
         console.print("[yellow]note:[/] each worker has its own memory cache; use RECSTACK_CACHE_URL=redis://…")

@@ -88,7 +88,9 @@ class EASE(Recommender[EASEConfig]):
         precision = _inverse(gram)
         weights = precision / -np.diag(precision)[None, :]
         weights[np.diag_indices(kept.size)] = 0.0
-        self.weights_ = weights.astype(np.float32)
+        # C order: LAPACK's inverse is Fortran-ordered, and scipy copies a non-C dense operand of `sparse @ dense`
+        # on every call (the whole item × item matrix per request when serving).
+        self.weights_ = np.ascontiguousarray(weights, dtype=np.float32)
         self.kept_ = kept.astype(np.int64)
         self.user_items_ = sp.csr_matrix(sub, dtype=np.float32)
 
@@ -125,7 +127,7 @@ class EASE(Recommender[EASEConfig]):
         return {"weights": self.weights_, "kept": self.kept_, "user_items": self.user_items_}
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.weights_ = state["weights"]
+        self.weights_ = np.ascontiguousarray(state["weights"])
         self.kept_ = state["kept"]
         self.user_items_ = state["user_items"]
 

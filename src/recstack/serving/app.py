@@ -134,6 +134,8 @@ def create_app(
             if online is None:
                 the_online.close()
             service.reader.close()
+            if service.feed is not None:
+                service.feed.close()
             if bus is None:
                 the_bus.close()
             if store is None:

@@ -13,8 +13,9 @@ copy in the page cache. The directory is uploaded to the version's MLflow run (`
 downloads it instead of rebuilding.
 
 Plans go stale as users act; requests check each plan against the user's current history by fingerprint
-(a stable hash, equal in every process) and the background refresh (`reload.PlanRefresher`) replans the
-active users. Content-based novel items are mixed in at request time (they are new since training).
+(a stable hash, equal in every process) or, on SQLite, by the store's change feed against the row
+watermark the plans were made at (no history read), and the background refresh replans the active users.
+Content-based novel items are mixed in at request time (they are new since training).
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def write_artefact(
                 np.save(scratch / "plans" / f"{name}.npy", np.asarray(getattr(plans, name)), allow_pickle=False)
             np.save(scratch / "plans" / "catalog_ids.npy", plans.catalog.ids.astype(str), allow_pickle=False)
             np.save(scratch / "plans" / "catalog_duration.npy", plans.catalog.duration_s, allow_pickle=False)
+            if plans.unknown_ptr is not None and plans.unknown_ids is not None:
+                np.save(scratch / "plans" / "unknown_ptr.npy", plans.unknown_ptr, allow_pickle=False)
+                np.save(scratch / "plans" / "unknown_ids.npy", plans.unknown_ids, allow_pickle=False)
             meta["plans"] = {"size": plans.size, "planned": int(np.asarray(plans.planned).sum()),
-                             "build_seconds": plans.build_seconds}
+                             "build_seconds": plans.build_seconds, "watermark": plans.watermark}
         (scratch / _META).write_text(json.dumps(meta, indent=2))
         if directory.exists():
             shutil.rmtree(directory)
@@ -129,12 +133,17 @@ def open_artefact(
         planned_ids = np.load(directory / "plans" / "catalog_ids.npy").astype(object)
         planned_duration = np.load(directory / "plans" / "catalog_duration.npy")
         stale = _stale_items(planned_ids, planned_duration, catalog)
+        # Written by artefacts since the change feed; without them every request checks the history.
+        unknown = directory / "plans" / "unknown_ptr.npy"
+        unknown_ptr = _mapped(unknown) if unknown.exists() else None
+        unknown_ids = np.load(directory / "plans" / "unknown_ids.npy") if unknown.exists() else None
         plans = UserPlans(
             model=serving, catalog=catalog if catalog is not None else _catalog_of(planned_ids, planned_duration),
             fingerprints=arrays["fingerprints"], planned=arrays["planned"], candidates=arrays["candidates"],
             scores=arrays["scores"], liked_ptr=arrays["liked_ptr"], liked_ids=arrays["liked_ids"],
             liked_weights=arrays["liked_weights"], novel=None, build_seconds=float(meta["plans"]["build_seconds"]),
-            stale_items=stale,
+            stale_items=stale, watermark=int(meta["plans"].get("watermark", -1)) if unknown_ptr is not None else -1,
+            unknown_ptr=unknown_ptr, unknown_ids=unknown_ids,
         )
     elapsed = time.perf_counter() - started
     logger.info("serving artefact %s opened in %.2f s", directory, elapsed)

@@ -8,7 +8,9 @@ worker process: an event one worker accepted is seen by all of them on their nex
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +25,8 @@ from recstack.storage import Store
 from recstack.storage import tables as t
 
 __all__ = [
-    "Catalog", "History", "HistoryReader", "count_items", "engine_of", "history_fingerprint", "load_catalog", "ping",
+    "Catalog", "ChangeFeed", "History", "HistoryReader", "count_items", "engine_of", "history_fingerprint",
+    "load_catalog", "ping", "row_watermark",
 ]
 
 DAY_MS = 86_400_000
@@ -37,12 +40,125 @@ def _run(engine: sa.Engine, query: Any, params: dict[str, Any] | None = None) ->
         raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
 
 
+def row_watermark(engine: sa.Engine) -> int | None:
+    """The largest interaction row number (SQLite: see `ChangeFeed`); None where rows have no such order."""
+    if engine.dialect.name != "sqlite":
+        return None
+    return int(_run(engine, sa.text("SELECT max(rowid) FROM interactions"))[0][0] or 0)
+
+
 def ping(store: Store) -> bool:
     try:
         _run(engine_of(store), sa.text("SELECT 1"))
     except (BackendUnavailable, sa.exc.SQLAlchemyError):
         return False
     return True
+
+
+class ChangeFeed:
+    """Which users' stored histories changed, and a per-user history *version*, without reading histories.
+
+    Interactions are only ever appended, and SQLite numbers rows in commit order (one writer at a time, each
+    new row one past the largest), so the largest row number is a watermark of everything stored, and a
+    user's history is a function of the rows up to that user's newest row number. `sync` (one indexed
+    `max(rowid)` lookup, a few microseconds) brings the feed up to the store's current watermark, reading
+    only the rows added since the last call; `version(user)` is then the user's newest row number past the
+    feed's `base`, 0 when none: equal versions in one process mean equal histories, across workers too
+    (each reads the same store), so it keys cached answers and tells whether a plan made at a watermark
+    still holds — what the history's fingerprint did, at the cost of a history read per request.
+
+    Only for SQLite stores (`open`): PostgreSQL rows have no commit-ordered number, and there the request
+    path reads the history. Memory: one entry per user who acted since `base`.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []
+        self._versions: dict[str, int] = {}
+        self.watermark = self._newest()
+        self.base = self.watermark
+
+    @classmethod
+    def open(cls, store: Store) -> ChangeFeed | None:
+        """A feed over `store`'s interactions, or None where the backend cannot give one (see the class)."""
+        try:
+            engine = engine_of(store)
+        except Exception:
+            return None
+        return cls(engine) if engine.dialect.name == "sqlite" else None
+
+    def _cursor(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self.engine.raw_connection()
+            except sa.exc.OperationalError as exc:
+                raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn.cursor()
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            cursor = self._cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            self._local.conn = None
+            raise BackendUnavailable(f"cannot read the store: {exc}") from exc
+
+    def _newest(self) -> int:
+        return int(self._query("SELECT max(rowid) FROM interactions")[0][0] or 0)
+
+    def sync(self) -> int:
+        """Take in every row stored by now (any process); returns the watermark."""
+        newest = self._newest()
+        if newest != self.watermark:
+            self._read(self.watermark, newest)
+        return self.watermark
+
+    def cover(self, since: int) -> bool:
+        """Make `version` account for the rows after `since` too (a plan made at watermark `since`); False
+        when the store holds fewer rows than `since` (the plans were made from another store)."""
+        current = self.sync()
+        if since > current:
+            return False
+        if since < self.base:
+            self._read(since, self.base, below=True)
+        return True
+
+    def _read(self, after: int, upto: int, below: bool = False) -> None:
+        rows = self._query(
+            "SELECT rowid, user_id FROM interactions WHERE rowid > ? AND rowid <= ? ORDER BY rowid", (after, upto)
+        )
+        with self._lock:
+            versions = self._versions
+            for rowid, user_id in rows:
+                if versions.get(user_id, 0) < rowid:
+                    versions[user_id] = rowid
+            if below:
+                self.base = min(self.base, after)
+            elif upto > self.watermark:
+                self.watermark = upto
+
+    def version(self, user_id: str) -> int:
+        """The user's newest row number past `base` as of the last `sync` (0: none)."""
+        return self._versions.get(user_id, 0)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,6 +11,11 @@ query adjustment and index search would produce exactly the plan's ranking. Requ
 (availability, `exclude`, and the history items again, so a hard filter never rests on a hash) are applied
 to the plan's candidates. When the history changed (a posted event), a category is asked, fewer than k
 candidates survive or the catalogue changed an item of the history, the request takes the live path.
+
+Plans also record the store's row watermark when they were made (`watermark`; SQLite stores): where a
+`ChangeFeed` says the user has no row past it, the history is the planned one and the request needs no
+history read at all (`UserPlans.held`); the history items the champion does not know are kept with the
+plan (`unknown`), the only ones the content mix could otherwise return.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recstack.serving.data import Catalog, History, HistoryReader
+from recstack.serving.data import Catalog, History, HistoryReader, row_watermark
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.new_items import MIN_SIMILARITY, NewItems, NovelItems, Ranked
 
@@ -62,6 +67,7 @@ class Plan:
     liked: list[str]
     weights: list[float]
     novel: Ranked | None
+    unknown: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +87,14 @@ class UserPlans:
     build_seconds: float
     # Items whose duration changed between planning and opening the stored plans in this process.
     stale_items: frozenset[str] = frozenset()
+    # The store's row watermark the histories were read at (-1: unknown), and per user the history items
+    # the model does not know (CSR: `unknown_ptr` into `unknown_ids`).
+    watermark: int = -1
+    unknown_ptr: np.ndarray | None = None
+    unknown_ids: np.ndarray | None = None
     _changed: list[tuple[Catalog, frozenset[str]]] = field(default_factory=list, repr=False)
+    # Novel ranks made in this process for plans opened without them (`attach_novel`).
+    _attached: list[_NovelRanks] = field(default_factory=list, repr=False)
 
     @property
     def size(self) -> int:
@@ -97,11 +110,58 @@ class UserPlans:
             changed = self._changed_items(catalog)
             if changed and not changed.isdisjoint(history.item_ids):
                 return None
+        return self._plan(uidx)
+
+    def held(self, uidx: int, catalog: Catalog) -> Plan | None:
+        """The plan of model user `uidx` for a history known (by the caller's change feed) to be the one
+        planned at `watermark`, when nothing else needs that history: None when no plan was made, or
+        when the catalogue changed the duration of some item since (the caller then checks `get`)."""
+        if uidx < 0 or self.unknown_ptr is None or not self.planned[uidx] or self.stale_items:
+            return None
+        if catalog.duration_s is not self.catalog.duration_s and self._changed_items(catalog):
+            return None
+        return self._plan(uidx)
+
+    def _plan(self, uidx: int) -> Plan:
         start, end = int(self.liked_ptr[uidx]), int(self.liked_ptr[uidx + 1])
+        unknown: list[str] = []
+        if self.unknown_ptr is not None and self.unknown_ids is not None:
+            low, high = int(self.unknown_ptr[uidx]), int(self.unknown_ptr[uidx + 1])
+            if high > low:
+                unknown = self.unknown_ids[low:high].tolist()
+        novel = self.novel if self.novel is not None else (self._attached[0] if self._attached else None)
         return Plan(
             self.candidates[uidx], self.scores[uidx], self.liked_ids[start:end].tolist(),
-            self.liked_weights[start:end].tolist(), self.novel.of(uidx) if self.novel is not None else None,
+            self.liked_weights[start:end].tolist(), novel.of(uidx) if novel is not None else None, unknown,
         )
+
+    def novel_content(self) -> object | None:
+        """The content index the plans' novel ranks were made with (None: no ranks)."""
+        novel = self.novel if self.novel is not None else (self._attached[0] if self._attached else None)
+        return novel.novel.content if novel is not None else None
+
+    def attach_novel(self, new_items: NewItems, chunk: int = 4096) -> bool:
+        """Rank every user's novel items for the current content index (plans opened from an artefact have
+        none: the novel items are whatever this process's content index lacks in the champion), so a
+        request's content mix is a lookup rather than a search. Users in chunks, so the profiles never
+        take more than `chunk` rows of memory. False when there is nothing to rank."""
+        liked = [
+            (self.liked_ids[a:b].tolist(), self.liked_weights[a:b].tolist())
+            for a, b in zip(self.liked_ptr[:-1].tolist(), self.liked_ptr[1:].tolist(), strict=True)
+        ]
+        parts = [_novel_ranks(self.model, new_items, liked[start : start + chunk], NOVEL_DEPTH)
+                 for start in range(0, len(liked), chunk)]
+        if not parts or any(part is None for part in parts):
+            return False
+        ranks = [part for part in parts if part is not None]
+        depth = max(r.rows.shape[1] for r in ranks)
+        if any(r.rows.shape[1] != depth for r in ranks):
+            return False
+        self._attached[:] = [_NovelRanks(
+            ranks[0].novel, np.concatenate([r.rows for r in ranks]), np.concatenate([r.sims for r in ranks]),
+            np.concatenate([r.counts for r in ranks]), np.concatenate([r.complete for r in ranks]),
+        )]
+        return True
 
     def _changed_items(self, catalog: Catalog) -> frozenset[str]:
         """Items whose duration (which decides a watch event's polarity) differs from the planned one's."""
@@ -226,12 +286,15 @@ def build_plans(
     if model.index is None or model.user_vectors is None or model.unit_items is None or size <= 0:
         return None
     started = time.perf_counter()
+    # Read before the scan: a row stored during it is past the watermark, so its user's plan is checked.
+    watermark = row_watermark(reader.engine)
     n_users = len(model.user_vectors)
     empty = History()
     fingerprints = np.full(n_users, empty.fingerprint, dtype=np.int64)
     queries = np.array(model.user_vectors, dtype=np.float32, copy=True)
     liked: list[tuple[list[str], list[float]]] = [([], [])] * n_users
     history_rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
+    unknown: dict[int, list[str]] = {}
     for user_id, rows in reader.scan():
         uidx = model.user_pos.get(user_id, -1)
         if uidx < 0:
@@ -240,10 +303,16 @@ def build_plans(
         fingerprints[uidx] = history.fingerprint
         queries[uidx], liked_ids, weights, history_rows[uidx] = _user_inputs(model, uidx, history, catalog, cfg)
         liked[uidx] = (liked_ids, weights)
+        foreign = [i for i in dict.fromkeys(history.item_ids) if i not in model.item_pos]
+        if foreign:
+            unknown[uidx] = foreign
     planned, candidates, scores = _search(
         model, np.arange(n_users), queries, history_rows, size, unavailable_share, min(4, os.cpu_count() or 1)
     )
     counts = np.array([len(ids) for ids, _ in liked], dtype=np.int64)
+    unknown_counts = np.zeros(n_users, dtype=np.int64)
+    for uidx, ids in unknown.items():
+        unknown_counts[uidx] = len(ids)
     plans = UserPlans(
         model=model,
         catalog=catalog,
@@ -256,6 +325,9 @@ def build_plans(
         liked_weights=np.array([w for _, weights in liked for w in weights], dtype=np.float32),
         novel=_novel_ranks(model, new_items, liked, NOVEL_DEPTH) if new_items is not None else None,
         build_seconds=time.perf_counter() - started,
+        watermark=-1 if watermark is None else watermark,
+        unknown_ptr=np.concatenate([[0], np.cumsum(unknown_counts)]),
+        unknown_ids=np.array([i for uidx in sorted(unknown) for i in unknown[uidx]], dtype=str),
     )
     logger.info("user plans: %d of %d users, %d candidates each, in %.1f s", int(planned.sum()), n_users, size,
                 plans.build_seconds)
@@ -269,28 +341,33 @@ class FreshPlan:
     fingerprint: int
     plan: Plan
     catalog: Catalog
+    # The user's change-feed version read before the history was (-1: none): equal later means unchanged.
+    version: int = -1
 
 
 def refresh_plans(
-    model: ServingModel, histories: list[tuple[int, History]], catalog: Catalog, cfg: FeedbackConfig, size: int,
-    unavailable_share: float,
+    model: ServingModel, histories: list[tuple[int, History, int]], catalog: Catalog, cfg: FeedbackConfig,
+    size: int, unavailable_share: float,
 ) -> dict[int, FreshPlan]:
-    """Plans of a few users (model index, current history) searched in one batch: what the background
-    refresh keeps for the active users, whose stored plan no longer matches their history."""
+    """Plans of a few users (model index, current history, its change-feed version or -1) searched in one
+    batch: what the background refresh keeps for the active users, whose stored plan no longer matches
+    their history."""
     if model.index is None or model.user_vectors is None or not histories:
         return {}
-    users = np.array([u for u, _ in histories], dtype=np.int64)
-    inputs = [_user_inputs(model, uidx, history, catalog, cfg) for uidx, history in histories]
+    users = np.array([u for u, _, _ in histories], dtype=np.int64)
+    inputs = [_user_inputs(model, uidx, history, catalog, cfg) for uidx, history, _ in histories]
     queries = np.stack([q for q, _, _, _ in inputs]).astype(np.float32)
     planned, candidates, scores = _search(
         model, users, queries, [r for _, _, _, r in inputs], size, unavailable_share, 1
     )
     out: dict[int, FreshPlan] = {}
-    for row, (uidx, history) in enumerate(histories):
+    for row, (uidx, history, version) in enumerate(histories):
         if planned[row]:
             _, liked_ids, weights, _ = inputs[row]
+            unknown = [i for i in dict.fromkeys(history.item_ids) if i not in model.item_pos]
             out[uidx] = FreshPlan(
-                history.fingerprint, Plan(candidates[row], scores[row], liked_ids, weights, None), catalog
+                history.fingerprint, Plan(candidates[row], scores[row], liked_ids, weights, None, unknown), catalog,
+                version,
             )
     return out
 

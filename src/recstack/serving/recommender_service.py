@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,7 +34,7 @@ from recstack.models.base import Recommender
 from recstack.processing.matrix import Vocabulary
 from recstack.processing.online import OnlineState
 from recstack.serving.batch import LoadedVersions, batch_key, choose, decode, model_label
-from recstack.serving.data import Catalog, History, HistoryReader
+from recstack.serving.data import Catalog, ChangeFeed, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.impressions import ImpressionLog
 from recstack.serving.metrics import Metrics
@@ -174,6 +175,10 @@ class RecommendationService:
         self.reader = HistoryReader(store, history_limit)
         self.online = online
         self.history: Callable[[str], History] = self._online_history if online is not None else self.reader
+        # Versions of users' histories without reading them, where the history read is the store's own.
+        self.feed = ChangeFeed.open(store) if online is None or online.url == "sql" else None
+        self._held: UserPlans | None = None
+        self._ranked_for: tuple[UserPlans, object] | None = None
         self.online_ok = True
         self.plan_size = plan_size
         self.model: ServingModel | None = None
@@ -198,6 +203,14 @@ class RecommendationService:
         built for, so a request that reads one reference before and one after this swap stays correct."""
         self.fresh = {}
         self._replan.clear()
+        self._held = None
+        feed = self.feed
+        if plans is not None and feed is not None and plans.watermark >= 0:
+            try:
+                if feed.cover(plans.watermark):
+                    self._held = plans
+            except BackendUnavailable as exc:
+                logger.warning("change feed unavailable, plans are checked against histories: %s", exc)
         self.plans = plans
         self.model = model
         self.metrics.set_model(model.kind if model else None, model.version if model else None)
@@ -209,10 +222,15 @@ class RecommendationService:
         model, plans, catalog = self.model, self.plans, self.catalog
         if not self._replan or model is None or plans is None or plans.model is not model or catalog is None:
             return 0
-        users: list[tuple[int, History]] = []
+        feed = self.feed if self._held is plans else None
+        if feed is not None:
+            feed.sync()
+        users: list[tuple[int, History, int]] = []
         while self._replan and len(users) < limit:
             user_id, uidx = self._replan.popitem()
-            users.append((uidx, self.history(user_id)))
+            # The version before the history: a row stored in between makes the plan look older, never newer.
+            version = feed.version(user_id) if feed is not None else -1
+            users.append((uidx, self.history(user_id), version))
         fresh = refresh_plans(model, users, catalog, self.feedback, plans.size,
                               self._aligned_for(model, catalog).unavailable_share)
         if self.plans is plans:
@@ -221,6 +239,18 @@ class RecommendationService:
                 table.pop(next(iter(table)))
             table.update(fresh)
         return len(fresh)
+
+    def rank_novel(self) -> bool:
+        """Give the plans novel ranks for the current content index when they lack them (plans opened from
+        an artefact, or a content index refitted since); runs on the background thread. True when done."""
+        plans, content = self.plans, self.new_items.content
+        if plans is None or content is None or plans.novel_content() is content or self._ranked_for == (plans, content):
+            return False
+        self._ranked_for = (plans, content)
+        started = time.perf_counter()
+        done = plans.attach_novel(self.new_items)
+        logger.info("novel-item ranks for %d users in %.1f s", len(plans.planned), time.perf_counter() - started)
+        return done
 
     def prepare(self, model: ServingModel) -> UserPlans | None:
         """Every known user's candidates for `model`, searched in batch (`plans`); run before the swap."""
@@ -302,17 +332,22 @@ class RecommendationService:
             headers[FALLBACK_HEADER] = "popularity; no champion model"
         epoch = self._cache_call(self.cache.get, f"epoch:{user_id}")
         history: History | None = None
+        version = self._version(user_id)
         if not self.cache_shared:
             # Each worker has its own memory cache, and an event taken by another worker cannot reach this
-            # one's epochs: key the answer by the history it was computed from, which every worker reads
-            # from the same online state, so any new event makes a new key.
-            history = self.history(user_id)
-            epoch = f"h{history.fingerprint:x}".encode() + (epoch or b"")
+            # one's epochs: key the answer by the history it was computed from — its version in the change
+            # feed, or else its fingerprint — which every worker reads from the same store, so any new
+            # event makes a new key.
+            if version >= 0:
+                epoch = f"v{version:x}".encode() + (epoch or b"")
+            else:
+                history = self.history(user_id)
+                epoch = f"h{history.fingerprint:x}".encode() + (epoch or b"")
         if epoch is not None or self.cache_ok:
-            version = "none" if model is None else model_label(model.kind, model.version)
+            served = "none" if model is None else model_label(model.kind, model.version)
             # Hashed so that no user id or parameter value can make two requests share a key.
             request = orjson.dumps([user_id, k, category, sorted(exclude)])
-            key = f"recs:{version}:{(epoch or b'0').decode()}:{hashlib.blake2b(request, digest_size=16).hexdigest()}"
+            key = f"recs:{served}:{(epoch or b'0').decode()}:{hashlib.blake2b(request, digest_size=16).hexdigest()}"
             body = self._cache_call(self.cache.get, key)
             if body is not None:
                 self._cache_hit.inc()
@@ -323,38 +358,55 @@ class RecommendationService:
                 self._cache_miss.inc()
         else:
             key = None
-        body = self._compute(model, catalog, user_id, k, category, exclude, history)
+        body = self._compute(model, catalog, user_id, k, category, exclude, history, version)
         if key is not None:
             self._cache_call(self.cache.set, key, body, self.cache_ttl_s)
         if self.impressions is not None:
             self.impressions.record(user_id, body, model.version if model else None, model)
         return Answer(body, {**headers, "X-Cache": "miss"})
 
+    def _version(self, user_id: str) -> int:
+        """The user's history version in the change feed, brought up to the store's latest row first (an
+        event another worker stored is seen); -1 without a feed or while the store cannot say."""
+        feed = self.feed
+        if feed is None:
+            return -1
+        try:
+            feed.sync()
+        except BackendUnavailable:
+            return -1
+        return feed.version(user_id)
+
     def _compute(
         self, model: ServingModel | None, catalog: Catalog | None, user_id: str, k: int, category: str | None,
-        exclude: list[str], history: History | None = None,
+        exclude: list[str], history: History | None = None, version: int = -1,
     ) -> bytes:
         if catalog is None:
             raise BackendUnavailable("the catalogue is not loaded yet")
-        if history is None:
-            history = self.history(user_id)
         source = "model"
         batched = self._batched(model, catalog, user_id, k, category, exclude, history) if model else None
         planned = None
         if batched is None and model is not None:
-            planned = self._planned(model, catalog, user_id, k, category, exclude, history)
+            planned = self._planned(model, catalog, user_id, k, category, exclude, history, version)
         ranked: Ranked | None = None
         liked: list[str] = []
         weights: list[float] | None = None
         if batched is not None:
-            picked, source = batched, "batch"
+            (picked, history), source = batched, "batch"
+            seen = history.item_ids
             # The signals only shape the content mix: without content there is nothing to read them for.
             if self.new_items.content is not None:
                 liked, weights = liked_items(signals(history, catalog, self.feedback), history)
         elif planned is not None:
-            picked, plan = planned
+            picked, plan, history = planned
             liked, weights, ranked = plan.liked, plan.weights, plan.novel
+            # Without the history (the plan holds for it), the content mix can only return the items the
+            # champion does not know: those of the history were kept with the plan.
+            seen = history.item_ids if history is not None else plan.unknown
         else:
+            if history is None:
+                history = self.history(user_id)
+            seen = history.item_ids
             taste = signals(history, catalog, self.feedback)
             from_model = None
             if model is not None:
@@ -367,7 +419,7 @@ class RecommendationService:
             picked = from_model
             liked, weights = liked_items(taste, history)
         picked = self.new_items.mix(
-            model, model.item_pos if model else {}, catalog, picked, k, category, {*history.item_ids, *exclude},
+            model, model.item_pos if model else {}, catalog, picked, k, category, {*seen, *exclude},
             liked, weights, ranked,
         )
         payload = {
@@ -392,11 +444,12 @@ class RecommendationService:
 
     def _batched(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
-        exclude: list[str], history: History,
-    ) -> Picked | None:
+        exclude: list[str], history: History | None,
+    ) -> tuple[Picked, History] | None:
         """Top-k from the batch job's list for this user and this champion version, through the live path's
-        filters, with the reasons the model gives; None when there is no list or fewer than k survive (the
-        caller computes the answer)."""
+        filters, with the reasons the model gives, and the history it was filtered by (read here when the
+        caller had none); None when there is no list or fewer than k survive (the caller computes the
+        answer)."""
         uidx = model.user_pos.get(user_id, -1)
         label = model_label(model.kind, model.version)
         if model.version is None or uidx < 0 or not self.batches.loaded(label, self._cache_get):
@@ -410,6 +463,8 @@ class RecommendationService:
             code = catalog.codes.get(category)
             if code is None:
                 return None
+        if history is None:
+            history = self.history(user_id)
         aligned = self._aligned_for(model, catalog)
         seen = None
         if model.seen is not None:
@@ -420,46 +475,57 @@ class RecommendationService:
             return None
         idx = np.asarray(chosen[0], dtype=np.int64)
         reasons = model.model.explain(uidx, idx) or [model.reason] * k
-        return Picked([str(i) for i in model.item_ids[idx]], chosen[1], reasons)
+        return Picked([str(i) for i in model.item_ids[idx]], chosen[1], reasons), history
 
     def _planned(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
-        exclude: list[str], history: History,
-    ) -> tuple[Picked, Plan] | None:
-        """Top-k from the user's plan, with the content-mix profile items; None when no plan holds (the
-        caller takes the live path, which would rank the same candidates the same way)."""
+        exclude: list[str], history: History | None, version: int,
+    ) -> tuple[Picked, Plan, History | None] | None:
+        """Top-k from the user's plan, with the content-mix profile items and the history when it had to be
+        read; None when no plan holds (the caller takes the live path, which would rank the same candidates
+        the same way). With a change-feed `version` (>= 0) that says the history is the planned one, the
+        history is not read at all."""
         plans = self.plans
         if plans is None or plans.model is not model or category is not None or k > plans.size:
             return None
         uidx = model.user_pos.get(user_id, -1)
-        plan = plans.get(uidx, history, catalog)
-        if plan is None and uidx >= 0:
-            fresh = self.fresh.get(uidx)
-            if (fresh is not None and fresh.fingerprint == history.fingerprint
-                    and fresh.catalog.duration_s is catalog.duration_s):
-                plan = fresh.plan
-            elif plans.planned[uidx] and len(self._replan) < MAX_REPLAN_QUEUE:
-                self._replan[user_id] = uidx
+        plan = None
+        if version >= 0 and uidx >= 0 and self._held is plans:
+            if version <= plans.watermark:
+                plan = plans.held(uidx, catalog)
+            else:
+                fresh = self.fresh.get(uidx)
+                if fresh is not None and fresh.version == version and fresh.catalog.duration_s is catalog.duration_s:
+                    plan = fresh.plan
+        if plan is None:
+            if history is None:
+                history = self.history(user_id)
+            plan = plans.get(uidx, history, catalog)
+            if plan is None and uidx >= 0:
+                fresh = self.fresh.get(uidx)
+                if (fresh is not None and fresh.fingerprint == history.fingerprint
+                        and fresh.catalog.duration_s is catalog.duration_s):
+                    plan = fresh.plan
+                elif plans.planned[uidx] and len(self._replan) < MAX_REPLAN_QUEUE:
+                    self._replan[user_id] = uidx
         if plan is None:
             return None
         available, item_ids = self._aligned_for(model, catalog).available, model.item_ids
-        # The history items were left out when planning; checked again so the filter never rests on a hash.
-        skip = {*history.item_ids, *exclude}
-        chosen: list[str] = []
-        scores: list[float] = []
-        for candidate, score in zip(plan.candidates.tolist(), plan.scores.tolist(), strict=True):
-            if candidate < 0:
-                break
-            item_id = str(item_ids[candidate])
-            if available[candidate] and item_id not in skip:
-                chosen.append(item_id)
-                scores.append(score)
-                if len(chosen) == k:
-                    break
-        if len(chosen) < k:
+        candidates = plan.candidates
+        candidates = candidates[: int(np.count_nonzero(candidates >= 0))]
+        keep = available[candidates]
+        ids = item_ids[candidates[keep]].tolist()
+        scores = plan.scores[: len(candidates)][keep].tolist()
+        # The history items were left out when planning; a read history is checked again so the filter never
+        # rests on a hash (the change feed's versions are exact).
+        skip = {*history.item_ids, *exclude} if history is not None else set(exclude)
+        if skip:
+            pairs = [(i, s) for i, s in zip(ids, scores, strict=True) if i not in skip][:k]
+            ids, scores = [i for i, _ in pairs], [s for _, s in pairs]
+        if len(ids) < k:
             return None
-        picked = Picked(chosen, scores, [model.reason] * k)
-        return picked, plan
+        picked = Picked([str(i) for i in ids[:k]], scores[:k], [model.reason] * k)
+        return picked, plan, history
 
     def _from_model(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,

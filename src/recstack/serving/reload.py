@@ -154,6 +154,7 @@ class Reloader:
         while not self._stop.wait(self.interval_s):
             self.check()
             try:
+                self.service.rank_novel()
                 while self.service.refresh_plans() and not self._stop.is_set():
                     pass
             except Exception as exc:  # the online state may be briefly unreachable; requests go live

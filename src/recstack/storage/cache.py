@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 import uuid
@@ -48,10 +49,12 @@ def _check_ttl(ttl_s: float) -> None:
 class MemoryCache:
     """A thread-safe dict with per-entry expiry and least-recently-used eviction beyond `max_entries`.
 
-    Expired entries are dropped when read or when they reach the LRU end, so memory stays bounded by
-    `max_entries` without a sweeper thread. Uses the monotonic clock, so wall-clock jumps do not expire
-    entries early; `clock` replaces it (tests drive expiry with a clock they control instead of sleeping).
-    One instance per process: worker processes do not share it.
+    Expired entries are dropped when read and, on every write, all those whose time is up (oldest expiry
+    first, from a heap), so the cache holds what its TTL keeps alive rather than growing to `max_entries`
+    with answers nobody will read again (uncached traffic writes one new key per request). Uses the
+    monotonic clock, so wall-clock jumps do not expire entries early; `clock` replaces it (tests drive expiry
+    with a clock they control instead of sleeping). One instance per process: worker processes do not
+    share it.
     """
 
     def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
@@ -60,6 +63,8 @@ class MemoryCache:
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # (expiry, key) of every write; an item whose entry was rewritten or evicted since is skipped.
+        self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
     @classmethod
@@ -92,12 +97,27 @@ class MemoryCache:
 
     def set(self, key: str, value: bytes, ttl_s: float) -> None:
         _check_ttl(ttl_s)
-        expires = self._clock() + ttl_s
+        now = self._clock()
+        expires = now + ttl_s
         with self._lock:
+            self._sweep(now)
             self._entries[key] = (expires, bytes(value))
             self._entries.move_to_end(key)
+            heapq.heappush(self._expiry, (expires, key))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+            if len(self._expiry) > 2 * self.max_entries:
+                self._expiry = [(at, k) for k, (at, _) in self._entries.items()]
+                heapq.heapify(self._expiry)
+
+    def _sweep(self, now: float) -> None:
+        """Drop every entry whose time is up (the lock is held)."""
+        expiry, entries = self._expiry, self._entries
+        while expiry and expiry[0][0] <= now:
+            at, key = heapq.heappop(expiry)
+            entry = entries.get(key)
+            if entry is not None and entry[0] == at:
+                del entries[key]
 
     def delete(self, *keys: str) -> None:
         with self._lock:
@@ -111,6 +131,7 @@ class MemoryCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._expiry.clear()
 
     def ping(self) -> bool:
         return True
