@@ -68,11 +68,13 @@ class TrainingClock:
     """Early stopping on a validation metric within a wall-clock budget.
 
     `record(metric)` after each epoch returns whether to go on: it stops once `patience` epochs pass without
-    a better metric, or when the next epoch would likely overrun `budget_s` (judged by the slowest epoch so far).
+    a better metric, or when the next epoch would likely overrun `budget_s` (judged by the slowest epoch so far),
+    keeping room for `reserve_epochs` more after the stop (a refit on the validation data).
     """
 
     budget_s: float
     patience: int
+    reserve_epochs: int = 0
     started: float = field(default_factory=time.perf_counter)
     best: float = -np.inf
     best_epoch: int = -1
@@ -90,27 +92,48 @@ class TrainingClock:
             self.best, self.best_epoch = metric, self.epochs
         self.epochs += 1
         stale = self.epochs - 1 - self.best_epoch >= self.patience
-        out_of_time = now - self.started + self._slowest > self.budget_s
+        out_of_time = now - self.started + self._slowest * (1 + self.reserve_epochs) > self.budget_s
         if out_of_time and not stale:
             logger.info("stopping after %d epochs: time budget of %.0f s reached", self.epochs, self.budget_s)
         return improved, not (stale or out_of_time)
 
 
-def next_item_loss(hidden: Any, items: Any, targets: Any, negatives: int, generator: Any) -> Any:
+def next_item_loss(
+    hidden: Any, items: Any, targets: Any, negatives: int, generator: Any, exclude: Any | None = None
+) -> Any:
     """Softmax cross-entropy of each row of `hidden` against its `targets` among `items`' vectors.
 
+    `targets` is one item per row, or a matrix of several per row (padded with -1): the mean cross-entropy
+    of every (row, target) pair, each target scored against the same softmax, as in a "dense all-action"
+    loss that asks each position for all of the next few items rather than only the next one.
+
     With `negatives = 0` the softmax runs over the whole catalogue; otherwise over the target and
-    `negatives` items drawn uniformly, shared by the batch (sampled softmax; a drawn item equal to a row's
+    `negatives` items drawn uniformly, shared by the batch (sampled softmax; a drawn item equal to the row's
     target is masked out). Shared samples keep a CPU epoch on a 10k-item catalogue at seconds, not minutes.
+
+    `exclude` (full softmax only): per row, items (padded with -1) taken out of that row's softmax unless
+    they are among its targets: the items the user already has, which a recommendation leaves out anyway.
     """
     torch = require_torch()
+    targets = targets[:, None] if targets.dim() == 1 else targets
+    valid = targets >= 0
+    picked = targets.clamp(min=0)
     if negatives <= 0 or negatives >= items.shape[0]:
-        return torch.nn.functional.cross_entropy(hidden @ items.T, targets)
-    drawn = torch.randint(0, items.shape[0], (negatives,), generator=generator)
-    positive = (hidden * items[targets]).sum(-1, keepdim=True)
-    negative = (hidden @ items[drawn].T).masked_fill(drawn[None, :] == targets[:, None], -torch.inf)
-    logits = torch.cat([positive, negative], dim=1)
-    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
+        logits = hidden @ items.T
+        if exclude is not None:
+            seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool)
+            seen.scatter_(1, exclude + 1, True)
+            seen.scatter_(1, picked + 1, ~valid)
+            logits = logits.masked_fill(seen[:, 1:], -torch.inf)
+        log_p = torch.log_softmax(logits, dim=1).gather(1, picked)
+    else:
+        drawn = torch.randint(0, items.shape[0], (negatives,), generator=generator)
+        positive = (hidden[:, None, :] * items[picked]).sum(-1)
+        negative = hidden @ items[drawn].T
+        same = drawn[None, None, :] == picked[:, :, None]
+        others = negative[:, None, :].expand(-1, picked.shape[1], -1).masked_fill(same, -torch.inf)
+        log_p = positive - torch.logsumexp(torch.cat([positive[..., None], others], dim=2), dim=2)
+    return -(log_p * valid).sum() / valid.sum().clamp(min=1)
 
 
 def export_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
