@@ -123,7 +123,7 @@ def next_item_loss(
         if exclude is not None:
             seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool)
             seen.scatter_(1, exclude + 1, True)
-            seen.scatter_(1, picked + 1, ~valid)
+            seen.scatter_(1, torch.where(valid, picked + 1, 0), False)
             logits = logits.masked_fill(seen[:, 1:], -torch.inf)
         log_p = torch.log_softmax(logits, dim=1).gather(1, picked)
     else:
@@ -133,7 +133,7 @@ def next_item_loss(
         same = drawn[None, None, :] == picked[:, :, None]
         others = negative[:, None, :].expand(-1, picked.shape[1], -1).masked_fill(same, -torch.inf)
         log_p = positive - torch.logsumexp(torch.cat([positive[..., None], others], dim=2), dim=2)
-    return -(log_p * valid).sum() / valid.sum().clamp(min=1)
+    return -torch.where(valid, log_p, 0.0).sum() / valid.sum().clamp(min=1)
 
 
 def export_state(module: torch.nn.Module) -> dict[str, np.ndarray]:

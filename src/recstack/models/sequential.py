@@ -41,12 +41,12 @@ class SASRecConfig(RecommenderConfig):
 
     dim: int = Field(default=64, ge=8)
     max_len: int = Field(default=50, ge=2)
-    layers: int = Field(default=2, ge=1)
+    layers: int = Field(default=1, ge=1)
     heads: int = Field(default=2, ge=1)
-    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
-    learning_rate: float = Field(default=1e-2, gt=0.0)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(default=2e-2, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
-    batch_size: int = Field(default=64, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     epochs: int = Field(default=200, ge=1)
     patience: int = Field(default=6, ge=1)
     time_budget_s: float = Field(default=100.0, gt=0.0)
@@ -54,12 +54,12 @@ class SASRecConfig(RecommenderConfig):
     validation_users: int = Field(default=5_000, ge=1)
     seed: int = 42
     negatives: int = Field(default=0, ge=0)
-    horizon: int = Field(default=1, ge=1)
+    horizon: int = Field(default=5, ge=1)
     loss_share: float = Field(default=1.0, gt=0.0, le=1.0)
-    exclude_seen: bool = False
+    exclude_seen: bool = True
     refit_epochs: int = Field(default=0, ge=0)
     profile_weight: float | None = Field(default=None, ge=0.0, le=1.0)
-    threads: int = Field(default=1, ge=1)
+    threads: int = Field(default=2, ge=1)
 
 
 PROFILE_GRID: Final = (0.0, 0.25, 0.5, 0.75, 1.0)
