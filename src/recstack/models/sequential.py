@@ -1,22 +1,31 @@
-"""SASRec (Kang & McAuley, 2018): causal self-attention over a user's item sequence, next-item prediction.
+"""SASRec (Kang & McAuley, 2018): causal self-attention over a user's item sequence, next-items prediction.
 
 Each user's interactions in time order form a sequence; a small pre-norm Transformer encoder reads it with a
 causal mask, and the state at each position is scored against every item's embedding (shared with the input
-embedding) with a full softmax cross-entropy on the next item. Full softmax rather than the paper's one
-sampled negative: it is the main finding of later replications (Klenitskiy & Vasilev, RecSys 2023) and costs
-little at catalogue sizes a dense score matrix allows anyway.
+embedding) with a full softmax cross-entropy. Full softmax rather than the paper's one sampled negative: it
+is the main finding of later replications (Klenitskiy & Vasilev, RecSys 2023) and costs little at catalogue
+sizes a dense score matrix allows anyway. Two departures from the paper serve the question a recommendation
+answers, "what will this user take up next" (a set, with what they already have left out):
+
+- each position learns all of the next `horizon` items, not only the next one (a "dense all-action"
+  multi-target loss): the order within a sitting is noise, the set that follows is the signal;
+- the items a position has already seen are taken out of its softmax (`exclude_seen`), as recommendations
+  leave them out, so no capacity goes into learning not to repeat them.
 
 Early stopping holds out each user's latest `validation_fraction` of interactions (the honest question:
-what comes next); the best epoch's weights are kept. After training each user's whole history is encoded
-once, so `score` is a product of user and item vectors (`user_embeddings`/`item_embeddings`, ready for an
-ANN index) and a loaded model scores without PyTorch; the network's weights are saved too (pickle-free,
-in `state.npz`).
+what comes next); the best epoch's weights are kept, then optionally trained `refit_epochs` more on the
+whole sequences (the held-out tails are the latest, most telling data). After training each user's whole
+history is encoded once — the last state, blended with the mean of all its states (the long-term profile)
+by a weight chosen on the validation users — so `score` is a product of user and item vectors
+(`user_embeddings`/`item_embeddings`, ready for an ANN index) and a loaded model scores without PyTorch; the
+network's weights are saved too (pickle-free, in `state.npz`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -31,13 +40,17 @@ logger = logging.getLogger(__name__)
 
 
 class SASRecConfig(RecommenderConfig):
-    """Defaults: the best of `benchmarks/deep.py`'s grid on a validation split of the training part
-    (MovieLens-latest-small, each user's latest 25 % of training interactions).
+    """Defaults: the best of `benchmarks/deep.py`'s trials on a validation split of the training part (each
+    user's latest 25 % of training interactions), within a ~100 s fit on 2 cores.
 
     `dim` embedding width; `max_len` how many latest items the model reads; `layers`/`heads` of the
     encoder; `epochs` an upper bound, `patience` epochs without a better validation NDCG@10 before stopping,
     `time_budget_s` the wall-clock budget of the whole fit; `negatives` the sampled-softmax size (0: the
-    whole catalogue); `threads` torch's threads (see `recstack.models._torch.seeded`)."""
+    whole catalogue); `horizon` how many following items each position learns to predict; `loss_share` the
+    share of positions (drawn per batch) that enter the loss, to trade signal for speed; `exclude_seen` takes
+    a position's earlier items out of its softmax (full softmax only); `refit_epochs` epochs on the whole
+    data after early stopping; `profile_weight` the long-term profile's weight in the user vector (None:
+    chosen on validation from `PROFILE_GRID`); `threads` torch's threads (see `recstack.models._torch.seeded`)."""
 
     dim: int = Field(default=64, ge=8)
     max_len: int = Field(default=50, ge=2)
@@ -159,11 +172,12 @@ class SASRec(Recommender[SASRecConfig]):
 
     @classmethod
     def memory_estimate(cls, n_users: int, n_items: int, n_interactions: int) -> int:
-        """Bytes a fit needs at the default config: the user and item vectors, the training windows, and one
-        batch's logits (positions × items) with their gradient."""
+        """Bytes a fit needs at the default config: the user and item vectors, the training windows with their
+        `horizon` targets, and one batch's logits (positions × items) with the seen-item mask, the log-softmax
+        and their gradients."""
         cfg = SASRecConfig()
-        logits = 2 * cfg.batch_size * cfg.max_len * n_items * 4
-        return int(logits + 16 * n_interactions + 4 * cfg.dim * (n_users + 8 * n_items))
+        logits = 4 * cfg.batch_size * cfg.max_len * n_items * 4
+        return int(logits + 8 * (2 + cfg.horizon) * n_interactions + 4 * cfg.dim * (n_users + 8 * n_items))
 
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
@@ -185,7 +199,7 @@ class SASRec(Recommender[SASRecConfig]):
         windows = torch.from_numpy(inputs), torch.from_numpy(targets)
         best = _torch.export_state(network)
         for epoch in range(cfg.epochs):
-            loss = self._epoch(network, optimiser, windows, generator)
+            loss = self._epoch(network, optimiser, windows, generator, clock.deadline)
             metric = self._validate(network, val_inputs, val_targets, val_seen) if held else -float(epoch)
             improved, go_on = clock.record(metric)
             if improved:
@@ -193,7 +207,7 @@ class SASRec(Recommender[SASRecConfig]):
             logger.debug("sasrec epoch %d: loss %.4f, validation NDCG@10 %.4f", epoch, loss, metric)
             if self.progress is not None:
                 self.progress(epoch + 1, cfg.epochs, metric)
-            if not go_on:
+            if not go_on or time.perf_counter() > clock.deadline:
                 break
         _torch.import_state(network, best)
         self.epochs_ = clock.best_epoch + 1
@@ -202,18 +216,24 @@ class SASRec(Recommender[SASRecConfig]):
         if held and cfg.refit_epochs:
             full = tuple(torch.from_numpy(a) for a in _chunks(sequences, cfg.max_len, cfg.horizon))
             for epoch in range(cfg.refit_epochs):
-                loss = self._epoch(network, optimiser, full, generator)
+                loss = self._epoch(network, optimiser, full, generator, clock.deadline + 0.1 * cfg.time_budget_s)
                 logger.debug("sasrec refit epoch %d on the validation data too: loss %.4f", epoch, loss)
         self._encode(network, sequences)
 
-    def _epoch(self, network: Any, optimiser: Any, windows: tuple[Any, Any], generator: Any) -> float:
-        """One pass over the training windows (inputs, targets) in random order; the last batch's loss."""
+    def _epoch(
+        self, network: Any, optimiser: Any, windows: tuple[Any, Any], generator: Any, deadline: float
+    ) -> float:
+        """One pass over the training windows (inputs, targets) in random order, cut short at `deadline`
+        (`time.perf_counter()`); the last batch's loss."""
         torch = _torch.require_torch()
         cfg = self.config
         x_all, y_all = windows
         network.train()
         loss = torch.zeros(())
         for batch in torch.randperm(len(x_all), generator=generator).split(cfg.batch_size):
+            if time.perf_counter() > deadline:
+                logger.info("sasrec: time budget of %.0f s reached within an epoch", cfg.time_budget_s)
+                break
             x, y = x_all[batch], y_all[batch]
             keep = y[:, :, 0] > 0
             if cfg.loss_share < 1.0:
