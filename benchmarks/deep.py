@@ -46,8 +46,8 @@ PEERS: list[tuple[str, str, dict[str, Any], str]] = [
     ("popularity", "popularity", {}, "raw"),
 ]
 SASREC_GRID: list[dict[str, Any]] = [
-    {"max_len": 50, "learning_rate": 3e-3},
-    {"max_len": 50, "learning_rate": 1e-2},
+    {"learning_rate": 1e-2},
+    {"learning_rate": 2e-2},
 ]
 
 
@@ -91,6 +91,7 @@ def evaluate(
 
 
 def run(data: Path, quick: bool, console: Console) -> dict[str, Any]:
+    load_before = os.getloadavg()
     ratings, items = load_latest_small(data / "movielens-latest-small")
     train, test = user_temporal(ratings)
     inner_train, validation = user_temporal(train)
@@ -120,6 +121,7 @@ def run(data: Path, quick: bool, console: Console) -> dict[str, Any]:
         "test_rows": len(test),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}",
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "sasrec_tuning": tuning,
         "best_peer": best,
         "sasrec_vs_best_peer": board["sasrec"]["ndcg@10"] / peers[best]["ndcg@10"],

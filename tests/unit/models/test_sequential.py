@@ -1,4 +1,5 @@
-"""SASRec meets the Recommender contract, learns order, is deterministic, and needs `recstack[deep]` to fit."""
+"""SASRec meets the Recommender contract, learns order, is deterministic, and needs `recstack[deep]` to fit;
+its training targets, multi-target loss and seen-item exclusion do what the model's docstring says."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 
 from recstack.errors import MissingExtra
+from recstack.models import _torch
 from recstack.models.base import Recommender
-from recstack.models.sequential import SASRec
+from recstack.models.sequential import SASRec, _chunks
 from recstack.testing.recommender import Platform, RecommenderContract
 
 from .deep import require_torch
@@ -83,3 +85,55 @@ def test_without_torch_fit_names_the_extra(platform: Platform, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(MissingExtra, match=r"recstack\[deep\]"):
         SASRec(**FAST).fit(platform.train)
+
+
+def test_each_position_targets_the_next_horizon_items() -> None:
+    inputs, targets = _chunks([np.array([10, 11, 12, 13])], length=5, horizon=2)
+    # Shifted by one (0 pads): inputs 10, 11, 12 left-padded; each one's targets are the two items after it.
+    np.testing.assert_array_equal(inputs, [[0, 0, 11, 12, 13]])
+    np.testing.assert_array_equal(targets[0], [[0, 0], [0, 0], [12, 13], [13, 14], [14, 0]])
+
+
+def test_windows_of_a_long_sequence_look_past_their_end() -> None:
+    inputs, targets = _chunks([np.arange(7)], length=3, horizon=2)
+    np.testing.assert_array_equal(inputs, [[4, 5, 6], [1, 2, 3]])
+    np.testing.assert_array_equal(targets[1], [[2, 3], [3, 4], [4, 5]])
+
+
+def test_multi_target_loss_is_the_mean_over_real_targets_and_skips_excluded_items() -> None:
+    import torch
+
+    hidden = torch.tensor([[1.0, 0.0]])
+    items = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    log_p = torch.log_softmax(hidden @ items.T, dim=1)[0]
+    both = _torch.next_item_loss(hidden, items, torch.tensor([[1, 2, -1]]), 0, None)
+    assert float(both) == pytest.approx(-float(log_p[1] + log_p[2]) / 2)
+    # Item 0 (the user's own, the likeliest) leaves the softmax: item 1 then takes most of the mass.
+    without = _torch.next_item_loss(hidden, items, torch.tensor([1]), 0, None, exclude=torch.tensor([[0, -1]]))
+    expected = -float(torch.log_softmax(torch.tensor([1.0, 0.0]), dim=0)[0])
+    assert float(without) == pytest.approx(expected)
+    # An excluded item that is also the target stays in; the other excluded one leaves.
+    kept = _torch.next_item_loss(hidden, items, torch.tensor([0]), 0, None, exclude=torch.tensor([[0, 1]]))
+    assert float(kept) == pytest.approx(-float(torch.log_softmax(torch.tensor([2.0, 0.0]), dim=0)[0]))
+
+
+def test_clock_keeps_room_for_the_refit_epochs() -> None:
+    clock = _torch.TrainingClock(budget_s=10.0, patience=100, reserve_epochs=3)
+    clock.started -= 4.0
+    clock._last -= 2.0
+    assert clock.record(0.1) == (True, False)  # 4 s gone, 2 s an epoch: one more and three reserved overrun 10 s
+    roomy = _torch.TrainingClock(budget_s=10.0, patience=100)
+    roomy.started -= 4.0
+    roomy._last -= 2.0
+    assert roomy.record(0.1) == (True, True)
+
+
+def test_refit_and_profile_weight_still_predict_the_next_item() -> None:
+    frame = _cycles()
+    model = SASRec(**{**FAST, "refit_epochs": 2, "horizon": 1}).fit(frame)
+    recs = model.recommend(frame["user_id"].unique(), k=1)
+    last = frame.groupby("user_id")["item_id"].last()
+    expected = {u: f"i{(int(last[u][1:]) + 1) % 40}" for u in last.index}
+    hits = np.mean([expected[u] == i for u, i in zip(recs["user_id"], recs["item_id"], strict=True)])
+    assert hits > 0.8, hits
+    assert model.profile_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
