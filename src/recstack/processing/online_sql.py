@@ -21,7 +21,7 @@ from recstack.storage import Store
 from recstack.storage import tables as t
 from recstack.storage.sql import SqlStore
 
-__all__ = ["HistoryReader", "SqlOnlineState", "engine_of"]
+__all__ = ["HistoryReader", "SqlOnlineState", "ThreadConnections", "engine_of"]
 
 
 def engine_of(store: Store) -> sa.Engine:
@@ -30,29 +30,22 @@ def engine_of(store: Store) -> sa.Engine:
     return store.engine
 
 
-class HistoryReader:
-    """Reads one user's newest events on a raw driver connection kept per thread.
+class ThreadConnections:
+    """One raw driver connection per thread, for the queries of the request path.
 
-    This is the one query on the request path, so it skips SQLAlchemy's statement building (several times
-    the query's own cost on SQLite). Connections are autocommit (PostgreSQL) or outside any transaction
-    (SQLite reads), so every read sees the latest committed events; a connection that fails is dropped
-    and the next call opens a new one.
+    They skip SQLAlchemy's statement building (several times a point query's own cost on SQLite). Connections
+    are autocommit (PostgreSQL) or outside any transaction (SQLite reads), so every read sees the latest
+    committed rows; a connection that fails is dropped and the thread's next query opens a new one.
     """
 
-    def __init__(self, store: Store, limit: int = 500) -> None:
-        self.engine = engine_of(store)
-        self.limit = limit
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        self.sql = (
-            f"SELECT item_id, event_type, value FROM interactions WHERE user_id = {mark} "
-            f'ORDER BY "timestamp" DESC LIMIT {int(limit)}'
-        )
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
         self._local = threading.local()
         self._opened: list[Any] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Close every connection this reader opened (at server shutdown)."""
+        """Close every connection opened here, whichever thread opened it (at server shutdown)."""
         with self._lock:
             opened, self._opened = self._opened, []
         for conn in opened:
@@ -80,13 +73,14 @@ class HistoryReader:
                 self._opened.append(conn)
         return conn
 
-    def __call__(self, user_id: str) -> History:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of one statement; `BackendUnavailable` when the store cannot be reached or read."""
         conn = self._connection()
         try:
             cursor = conn.cursor()
             try:
-                cursor.execute(self.sql, (user_id,))
-                rows = cursor.fetchall()
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
             finally:
                 cursor.close()
         except Exception as exc:
@@ -94,7 +88,33 @@ class HistoryReader:
             with contextlib.suppress(Exception):
                 conn.invalidate()
             raise BackendUnavailable(f"cannot read the store: {exc}") from exc
-        return History.of(rows)
+
+
+class HistoryReader:
+    """Reads one user's newest events on a raw driver connection kept per thread.
+
+    This is the one query on the request path, so it skips SQLAlchemy's statement building (several times
+    the query's own cost on SQLite). Connections are autocommit (PostgreSQL) or outside any transaction
+    (SQLite reads), so every read sees the latest committed events; a connection that fails is dropped
+    and the next call opens a new one.
+    """
+
+    def __init__(self, store: Store, limit: int = 500) -> None:
+        self.engine = engine_of(store)
+        self.limit = limit
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        self.sql = (
+            f"SELECT item_id, event_type, value FROM interactions WHERE user_id = {mark} "
+            f'ORDER BY "timestamp" DESC LIMIT {int(limit)}'
+        )
+        self.connections = ThreadConnections(self.engine)
+
+    def close(self) -> None:
+        """Close every connection this reader opened (at server shutdown)."""
+        self.connections.close()
+
+    def __call__(self, user_id: str) -> History:
+        return History.of(self.connections.query(self.sql, (user_id,)))
 
     def scan(self, batch_size: int = 20_000) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
         """Every user's newest `limit` rows, as `__call__` reads them, user by user (one streamed query).

@@ -8,7 +8,6 @@ worker process: an event one worker accepted is seen by all of them on their nex
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 
 from recstack.errors import BackendUnavailable
 from recstack.processing.online import History, history_fingerprint
-from recstack.processing.online_sql import HistoryReader, engine_of
+from recstack.processing.online_sql import HistoryReader, ThreadConnections, engine_of
 from recstack.storage import Store
 from recstack.storage import tables as t
 
@@ -73,9 +72,8 @@ class ChangeFeed:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._local = threading.local()
+        self.connections = ThreadConnections(engine)
         self._lock = threading.Lock()
-        self._opened: list[Any] = []
         self._versions: dict[str, int] = {}
         self.watermark = self._newest()
         self.base = self.watermark
@@ -89,31 +87,8 @@ class ChangeFeed:
             return None
         return cls(engine) if engine.dialect.name == "sqlite" else None
 
-    def _cursor(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = self.engine.raw_connection()
-            except sa.exc.OperationalError as exc:
-                raise BackendUnavailable(f"cannot reach the store: {exc.orig}") from exc
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn.cursor()
-
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        try:
-            cursor = self._cursor()
-            try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
-        except BackendUnavailable:
-            raise
-        except Exception as exc:
-            self._local.conn = None
-            raise BackendUnavailable(f"cannot read the store: {exc}") from exc
+        return self.connections.query(sql, params)
 
     def _newest(self) -> int:
         return int(self._query("SELECT max(rowid) FROM interactions")[0][0] or 0)
@@ -154,11 +129,7 @@ class ChangeFeed:
         return self._versions.get(user_id, 0)
 
     def close(self) -> None:
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for conn in opened:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self.connections.close()
 
 
 @dataclass(frozen=True, eq=False)
