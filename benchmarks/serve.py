@@ -1,7 +1,7 @@
 """Serving benchmark: the recommendation API on a 100,000-item × 200,000-user synthetic catalogue.
 
 Run: `.venv/bin/python benchmarks/serve.py [--workdir DIR] [--seconds 15] [--workers 1,2] [--soak 600]
-[--model als|auto] [--scale]` (`--scale`: 1,000,000 items × 2,000,000 users, 20 M interactions).
+[--model als|auto] [--params JSON] [--scale]` (`--scale`: 1,000,000 items × 2,000,000 users, 20 M interactions).
 
 1. Setup (reused when `--workdir` already holds it): synthetic catalogue and interactions ingested into a
    SQLite store, the champion trained (ALS by default, `--model auto` for the default of `recstack train`),
@@ -55,6 +55,7 @@ def registry_of(workdir: Path) -> Any:
 
 def prepare_version(workdir: Path, version: int) -> float:
     """What the training job does after registering: the serving artefact (index + plans), uploaded."""
+    from recstack.cli.common import progress_bar
     from recstack.serving.artefacts import prepare
     from recstack.serving.data import HistoryReader, load_catalog
     from recstack.storage import open_store
@@ -63,7 +64,10 @@ def prepare_version(workdir: Path, version: int) -> float:
     store = open_store(f"sqlite:///{workdir / 'recstack.db'}")
     started = time.perf_counter()
     directory = registry.serving_dir(version)
-    if prepare(directory, registry.load(version), version, HistoryReader(store), load_catalog(store)):
+    model = registry.load(version)
+    with progress_bar("planning users", total=len(model.users), unit="users") as progress:
+        built = prepare(directory, model, version, HistoryReader(store), load_catalog(store), progress=progress)
+    if built:
         registry.upload_serving(version, directory)
     store.close()
     meta = json.loads((directory / "meta.json").read_text())
@@ -90,7 +94,9 @@ def challenger(workdir: Path, info: dict[str, Any]) -> int:
     return int(version)
 
 
-def setup(workdir: Path, users: int, items: int, interactions: int, kind: str = "als") -> dict[str, Any]:
+def setup(
+    workdir: Path, users: int, items: int, interactions: int, kind: str = "als", params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     marker = workdir / "setup.json"
     if marker.exists():
         info = dict(json.loads(marker.read_text()))
@@ -127,7 +133,8 @@ def setup(workdir: Path, users: int, items: int, interactions: int, kind: str = 
     timings["generate_and_ingest_s"] = time.perf_counter() - started
     started = time.perf_counter()
     frame = pd.concat(chunks, ignore_index=True)
-    params: dict[str, Any] = {"factors": 32, "iterations": 10, "regularization": 0.05} if kind == "als" else {}
+    if params is None:
+        params = {"factors": 32, "iterations": 10, "regularization": 0.05} if kind == "als" else {}
     model = create(kind, **params).fit(frame, item_frame)
     timings["train_s"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -492,6 +499,8 @@ def main() -> None:
     parser.add_argument("--interactions", type=int, default=2_500_000)
     parser.add_argument("--scale", action="store_true", help="1,000,000 items × 2,000,000 users, 20 M interactions")
     parser.add_argument("--model", default="als", help="champion kind trained by the setup (als, auto, …)")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help='the champion\'s constructor keywords as JSON (e.g. \'{"time_budget_s": 150}\' for auto)')
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts measured")
@@ -522,7 +531,7 @@ def main() -> None:
         print(json.dumps(found, indent=2))
         return
     workdir = args.workdir or Path(f"/tmp/recstack-bench-serve-{args.model}-{args.items}x{args.users}")
-    info = setup(workdir, args.users, args.items, args.interactions, args.model)
+    info = setup(workdir, args.users, args.items, args.interactions, args.model, args.params)
     print(f"setup: {json.dumps(info['timings'])}")
     retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")

@@ -1,7 +1,8 @@
 """The serving artefact of a model version: everything a worker needs beyond the model, prepared once.
 
 Preparing a champion for serving — the Faiss index (an IVF index is trained and its `nprobe` tuned against
-exact search) and every known user's candidate plan (a scan of every stored history and a batch search) —
+exact search) and every known user's candidate plan (a scan of every stored history and a batch search),
+or for a champion without embeddings its item neighbours and plans ranked by its own batch `score` —
 takes tens of seconds on a large catalogue. Done in each worker at start-up and again at each promotion it
 made every pod of a rolling restart, and every worker of `--workers N`, wait that long and hold its own copy.
 
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ import pandas as pd
 from recstack.models.base import Recommender
 from recstack.serving.data import Catalog, HistoryReader
 from recstack.serving.feedback import FeedbackConfig
+from recstack.serving.neighbours import ItemNeighbours
 from recstack.serving.plans import UserPlans, build_plans
 from recstack.serving.recommender_service import ServingModel, unit_vectors
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
@@ -84,6 +86,10 @@ def write_artefact(
             np.save(scratch / "user_vectors.npy", np.ascontiguousarray(serving.user_vectors, dtype=np.float32))
             np.save(scratch / "item_vectors.npy", np.ascontiguousarray(serving.item_vectors, dtype=np.float32))
             meta["index"] = serving.index.save(scratch)
+        if serving.neighbours is not None:
+            np.save(scratch / "neighbour_items.npy", serving.neighbours.items, allow_pickle=False)
+            np.save(scratch / "neighbour_scores.npy", serving.neighbours.scores, allow_pickle=False)
+            meta["neighbours"] = int(serving.neighbours.items.shape[1])
         if plans is not None:
             (scratch / "plans").mkdir()
             for name in _PLAN_ARRAYS:
@@ -126,9 +132,14 @@ def open_artefact(
         serving = ServingModel.assemble(model, version, user_vectors, item_vectors, unit_vectors(
             np.asarray(item_vectors)), index)
     else:
-        serving = ServingModel.assemble(model, version, None, None, None, None)
+        if "neighbours" in meta:
+            neighbours = ItemNeighbours(_mapped(directory / "neighbour_items.npy"),
+                                        _mapped(directory / "neighbour_scores.npy"))
+        else:  # prepared before artefacts kept them
+            neighbours = ItemNeighbours.of_model(model)
+        serving = ServingModel.assemble(model, version, None, None, None, None, neighbours)
     plans = None
-    if "plans" in meta and serving.index is not None:
+    if "plans" in meta:
         arrays = {name: _mapped(directory / "plans" / f"{name}.npy") for name in _PLAN_ARRAYS}
         planned_ids = np.load(directory / "plans" / "catalog_ids.npy").astype(object)
         planned_duration = np.load(directory / "plans" / "catalog_duration.npy")
@@ -187,11 +198,13 @@ def _locked(directory: Path) -> Iterator[None]:
 def prepare(
     directory: Path, model: Recommender[Any], version: int | None, reader: HistoryReader, catalog: Catalog | None,
     feedback: FeedbackConfig | None = None, retrieval: RetrievalConfig | None = None, plan_size: int = 32,
+    progress: Callable[[int], None] | None = None,
 ) -> bool:
     """Build the artefact of `model` into `directory` unless it is there; True when this call built it.
 
     `reader` scans every stored history (the plans are made from what requests will read); without a
-    `catalog` (an empty store) only the index is prepared."""
+    `catalog` (an empty store) only the index or item neighbours are prepared. `progress(n)` is called as
+    users are planned (the model's `len(users)` in all)."""
     with _locked(directory):
         if prepared(directory):
             return False
@@ -201,7 +214,8 @@ def prepare(
         if catalog is not None and plan_size > 0:
             pos, _, available = catalog.attributes(serving.item_ids, unknown_available=True)
             share = float(1.0 - available.mean()) if len(pos) else 0.0
-            plans = build_plans(serving, reader, catalog, feedback or FeedbackConfig(), plan_size, share)
+            plans = build_plans(serving, reader, catalog, feedback or FeedbackConfig(), plan_size, share,
+                                progress=progress)
         write_artefact(directory, serving, plans, {"prepare_seconds": time.perf_counter() - started})
         logger.info("serving artefact for %s v%s prepared in %.1f s", serving.kind, version,
                     time.perf_counter() - started)

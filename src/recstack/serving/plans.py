@@ -3,7 +3,10 @@
 For every user the champion knows, the preparation reads the user's stored history exactly as a request
 reads it, builds the query a request would build from it (the user vector moved by the same feedback
 signals), searches the index for all users at once and keeps the best `size` candidates that are neither
-seen in training nor in that history, plus the liked items the content mix starts from.
+seen in training nor in that history, plus the liked items the content mix starts from. A champion without
+embeddings (no index: `auto`'s blend, EASE, neighbourhood models) is planned the same way from its own
+batch `score`, in user batches, each user's row shifted by the same feedback signals through the same item
+neighbours (`neighbours.ItemNeighbours`) as a live request's.
 
 A request for such a user still reads the history from the store (the source of truth every worker shares)
 and uses the plan only when the rows are the same, compared by fingerprint: then the live path's signals,
@@ -23,12 +26,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recstack.models._topk import top_k
 from recstack.serving.data import Catalog, History, HistoryReader, row_watermark
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.new_items import MIN_SIMILARITY, NewItems, NovelItems, Ranked
@@ -43,6 +48,8 @@ logger = logging.getLogger(__name__)
 # Items of a user's history that shape the content mix when the history holds no positive signal.
 CONTENT_PROFILE_ITEMS = 20
 _CHUNK = 2048
+# Dense score cells per batch of users planned by a champion without an index (16 MiB of float32).
+_SCORE_CELLS = 1 << 22
 # The closest novel items (new since training, known by content) kept per user for the content mix.
 NOVEL_DEPTH = 16
 
@@ -227,19 +234,54 @@ def _novel_ranks(
 
 
 def _user_inputs(
-    model: ServingModel, uidx: int, history: History, catalog: Catalog, cfg: FeedbackConfig
-) -> tuple[np.ndarray, list[str], list[float], np.ndarray]:
-    """What a request would derive from one known user's history: the query, the content-mix profile
-    items and the history's model item indices."""
-    assert model.user_vectors is not None and model.unit_items is not None
+    model: ServingModel, history: History, catalog: Catalog, cfg: FeedbackConfig
+) -> tuple[list[tuple[int, float]], list[str], list[float], np.ndarray]:
+    """What a request would derive from one known user's history: the feedback signals on items the model
+    knows (model index, weight), the content-mix profile items and the history's model item indices."""
     taste = signals(history, catalog, cfg)
     usable = [(model.item_pos[s.item_id], s.weight) for s in taste if s.item_id in model.item_pos]
+    liked_ids, weights = liked_items(taste, history)
+    return usable, liked_ids, weights, model.item_positions(dict.fromkeys(history.item_ids))
+
+
+def _query(model: ServingModel, uidx: int, usable: list[tuple[int, float]], cfg: FeedbackConfig) -> np.ndarray:
+    """The query a request would search with: the user vector moved by the feedback signals."""
+    assert model.user_vectors is not None and model.unit_items is not None
     query = adjust_query(
         model.user_vectors[uidx], model.unit_items, [i for i, _ in usable], [w for _, w in usable], cfg
     )
     assert query is not None  # a known user always has a query
-    liked_ids, weights = liked_items(taste, history)
-    return query, liked_ids, weights, model.item_positions(dict.fromkeys(history.item_ids))
+    return query
+
+
+def _scored(
+    model: ServingModel, users: np.ndarray, usable: list[list[tuple[int, float]]], history_rows: list[np.ndarray],
+    size: int, cfg: FeedbackConfig, progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(planned, candidates, scores) of `users` for a champion without an index: the model's own dense
+    `score` in user batches, shifted by each user's feedback signals as the live path shifts them, the
+    first `size` items of that ranking less the blocked ones."""
+    n_items = len(model.item_ids)
+    block = max(1, min(4096, min(model.model.block_cells, _SCORE_CELLS) // max(n_items, 1)))
+    candidates = np.full((len(users), size), -1, dtype=np.int32)
+    scores = np.full((len(users), size), -np.inf, dtype=np.float32)
+    blocked = _blocked_rows(model, users, history_rows)
+    neighbours = model.neighbours
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        dense = np.array(model.model.score(rows), dtype=np.float32, copy=True)
+        if neighbours is not None:
+            for r in range(len(rows)):
+                neighbours.shift(dense[r], usable[start + r], cfg.strength)
+        cells = blocked[start : start + block]
+        dense[np.repeat(np.arange(len(rows)), [len(c) for c in cells]), np.concatenate(cells)] = -np.inf
+        found, found_scores = top_k(dense, size)
+        width = found.shape[1]
+        candidates[start : start + len(rows), :width] = found
+        scores[start : start + len(rows), :width] = found_scores
+        if progress is not None:
+            progress(len(rows))
+    return np.ones(len(users), dtype=bool), candidates, scores
 
 
 def _search(
@@ -280,18 +322,21 @@ def _search(
 
 def build_plans(
     model: ServingModel, reader: HistoryReader, catalog: Catalog, cfg: FeedbackConfig, size: int,
-    unavailable_share: float, new_items: NewItems | None = None,
+    unavailable_share: float, new_items: NewItems | None = None, progress: Callable[[int], None] | None = None,
 ) -> UserPlans | None:
-    """Plans for every user of `model` (None when it has no index or user vectors)."""
-    if model.index is None or model.user_vectors is None or model.unit_items is None or size <= 0:
+    """Plans for every user of `model`: searched in its index when it has one, else ranked by its own
+    `score` (None when it has an index but no user vectors). `progress(n)` is called as users are planned."""
+    indexed = model.index is not None
+    if size <= 0 or (indexed and (model.user_vectors is None or model.unit_items is None)):
         return None
     started = time.perf_counter()
     # Read before the scan: a row stored during it is past the watermark, so its user's plan is checked.
     watermark = row_watermark(reader.engine)
-    n_users = len(model.user_vectors)
+    n_users = len(model.users)
     empty = History()
     fingerprints = np.full(n_users, empty.fingerprint, dtype=np.int64)
-    queries = np.array(model.user_vectors, dtype=np.float32, copy=True)
+    queries = np.array(model.user_vectors, dtype=np.float32, copy=True) if indexed else None
+    usable: list[list[tuple[int, float]]] = [[]] * n_users
     liked: list[tuple[list[str], list[float]]] = [([], [])] * n_users
     history_rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
     unknown: dict[int, list[str]] = {}
@@ -301,14 +346,21 @@ def build_plans(
             continue
         history = History.of(rows)
         fingerprints[uidx] = history.fingerprint
-        queries[uidx], liked_ids, weights, history_rows[uidx] = _user_inputs(model, uidx, history, catalog, cfg)
+        usable[uidx], liked_ids, weights, history_rows[uidx] = _user_inputs(model, history, catalog, cfg)
+        if queries is not None:
+            queries[uidx] = _query(model, uidx, usable[uidx], cfg)
         liked[uidx] = (liked_ids, weights)
         foreign = [i for i in dict.fromkeys(history.item_ids) if i not in model.item_pos]
         if foreign:
             unknown[uidx] = foreign
-    planned, candidates, scores = _search(
-        model, np.arange(n_users), queries, history_rows, size, unavailable_share, min(4, os.cpu_count() or 1)
-    )
+    if queries is not None:
+        planned, candidates, scores = _search(
+            model, np.arange(n_users), queries, history_rows, size, unavailable_share, min(4, os.cpu_count() or 1)
+        )
+        if progress is not None:
+            progress(n_users)
+    else:
+        planned, candidates, scores = _scored(model, np.arange(n_users), usable, history_rows, size, cfg, progress)
     counts = np.array([len(ids) for ids, _ in liked], dtype=np.int64)
     unknown_counts = np.zeros(n_users, dtype=np.int64)
     for uidx, ids in unknown.items():
@@ -349,17 +401,20 @@ def refresh_plans(
     model: ServingModel, histories: list[tuple[int, History, int]], catalog: Catalog, cfg: FeedbackConfig,
     size: int, unavailable_share: float,
 ) -> dict[int, FreshPlan]:
-    """Plans of a few users (model index, current history, its change-feed version or -1) searched in one
-    batch: what the background refresh keeps for the active users, whose stored plan no longer matches
-    their history."""
-    if model.index is None or model.user_vectors is None or not histories:
+    """Plans of a few users (model index, current history, its change-feed version or -1) searched or
+    scored in one batch: what the background refresh keeps for the active users, whose stored plan no
+    longer matches their history."""
+    if not histories or (model.index is not None and model.user_vectors is None):
         return {}
     users = np.array([u for u, _, _ in histories], dtype=np.int64)
-    inputs = [_user_inputs(model, uidx, history, catalog, cfg) for uidx, history, _ in histories]
-    queries = np.stack([q for q, _, _, _ in inputs]).astype(np.float32)
-    planned, candidates, scores = _search(
-        model, users, queries, [r for _, _, _, r in inputs], size, unavailable_share, 1
-    )
+    inputs = [_user_inputs(model, history, catalog, cfg) for _, history, _ in histories]
+    rows = [r for _, _, _, r in inputs]
+    if model.index is not None:
+        queries = np.stack([_query(model, uidx, usable, cfg) for uidx, (usable, _, _, _) in
+                            zip(users.tolist(), inputs, strict=True)]).astype(np.float32)
+        planned, candidates, scores = _search(model, users, queries, rows, size, unavailable_share, 1)
+    else:
+        planned, candidates, scores = _scored(model, users, [u for u, _, _, _ in inputs], rows, size, cfg)
     out: dict[int, FreshPlan] = {}
     for row, (uidx, history, version) in enumerate(histories):
         if planned[row]:
@@ -372,16 +427,20 @@ def refresh_plans(
     return out
 
 
-def _blocked(model: ServingModel, users: np.ndarray, history_rows: list[np.ndarray], n_items: int) -> _Rows:
+def _blocked_rows(model: ServingModel, users: np.ndarray, history_rows: list[np.ndarray]) -> list[np.ndarray]:
     """Per user, the model item indices never to return: seen in training or in the stored history."""
     seen = model.seen
-    rows = history_rows
-    if seen is not None:
-        rows = [
-            np.concatenate([seen.indices[seen.indptr[u] : seen.indptr[u + 1]], row])
-            for u, row in zip(users.tolist(), rows, strict=True)
-        ]
-    return _Rows.of(rows, n_items)
+    if seen is None:
+        return history_rows
+    return [
+        np.concatenate([seen.indices[seen.indptr[u] : seen.indptr[u + 1]], row]).astype(np.int64)
+        for u, row in zip(users.tolist(), history_rows, strict=True)
+    ]
+
+
+def _blocked(model: ServingModel, users: np.ndarray, history_rows: list[np.ndarray], n_items: int) -> _Rows:
+    """`_blocked_rows` as membership keys."""
+    return _Rows.of(_blocked_rows(model, users, history_rows), n_items)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from recstack.serving.data import Catalog, ChangeFeed, History, HistoryReader
 from recstack.serving.feedback import FeedbackConfig, Signal, adjust_query, signals
 from recstack.serving.impressions import ImpressionLog
 from recstack.serving.metrics import Metrics
+from recstack.serving.neighbours import ItemNeighbours
 from recstack.serving.new_items import NewItems, Ranked
 from recstack.serving.picks import Picked, top, with_trending
 from recstack.serving.plans import FreshPlan, Plan, UserPlans, build_plans, liked_items, refresh_plans
@@ -50,8 +51,6 @@ __all__ = ["Answer", "RecommendationService", "ServingModel"]
 logger = logging.getLogger(__name__)
 
 FALLBACK_HEADER: Final = "X-Recstack-Fallback"
-_NEIGHBOURS: Final = 50
-_MAX_NEIGHBOUR_SIGNALS: Final = 5
 MAX_REPLAN_QUEUE: Final = 10_000
 MAX_FRESH_PLANS: Final = 200_000
 
@@ -73,12 +72,15 @@ class ServingModel:
     index: ItemIndex | None
     user_pos: dict[str, int]
     item_pos: dict[str, int]
+    # Without embeddings: every item's neighbours, through which feedback signals shift the model's scores.
+    neighbours: ItemNeighbours | None = None
 
     @classmethod
     def build(
         cls, model: Recommender[Any], version: int | None, retrieval: RetrievalConfig | None = None
     ) -> ServingModel:
-        """Prepare `model` for serving (builds the Faiss index when the model has embeddings)."""
+        """Prepare `model` for serving: the Faiss index when the model has embeddings, else its item
+        neighbours."""
         item_vectors = model.item_embeddings()
         user_vectors = model.user_embeddings()
         index = unit = None
@@ -89,12 +91,14 @@ class ServingModel:
             index = ItemIndex(item_vectors, retrieval, queries=user_vectors)
         else:
             item_vectors = user_vectors = None
-        return cls.assemble(model, version, user_vectors, item_vectors, unit, index)
+        neighbours = ItemNeighbours.of_model(model) if index is None else None
+        return cls.assemble(model, version, user_vectors, item_vectors, unit, index, neighbours)
 
     @classmethod
     def assemble(
         cls, model: Recommender[Any], version: int | None, user_vectors: np.ndarray | None,
         item_vectors: np.ndarray | None, unit_items: np.ndarray | None, index: ItemIndex | None,
+        neighbours: ItemNeighbours | None = None,
     ) -> ServingModel:
         """`model` with vectors and index prepared elsewhere (memory-mapped from the serving artefact)."""
         items = model.items
@@ -112,6 +116,7 @@ class ServingModel:
             index=index,
             user_pos={str(u): i for i, u in enumerate(model.users.ids.tolist())},
             item_pos={str(v): i for i, v in enumerate(items.ids.tolist())},
+            neighbours=neighbours,
         )
 
     def item_positions(self, item_ids: Iterable[str]) -> np.ndarray:
@@ -524,8 +529,9 @@ class RecommendationService:
             ids, scores = [i for i, _ in pairs], [s for _, s in pairs]
         if len(ids) < k:
             return None
-        picked = Picked([str(i) for i in ids[:k]], scores[:k], [model.reason] * k)
-        return picked, plan, history
+        ids = ids[:k]
+        reasons = (model.model.explain(uidx, model.item_positions(ids)) if uidx >= 0 else None) or [model.reason] * k
+        return Picked([str(i) for i in ids], scores[:k], reasons), plan, history
 
     def _from_model(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
@@ -604,16 +610,8 @@ class RecommendationService:
             scores = np.asarray(model.model.score(np.array([uidx])), dtype=np.float32)[0].copy()
         else:
             scores = np.zeros(n_items, dtype=np.float32)
-        spread = float(scores.std()) or 1.0
-        for item_idx, weight in usable[:_MAX_NEIGHBOUR_SIGNALS]:
-            try:
-                frame = model.model.similar_items(str(model.item_ids[item_idx]), k=_NEIGHBOURS)
-            except ConfigurationError:
-                break
-            if frame.empty:
-                continue
-            neighbours = model.items.index(frame["similar_item_id"].to_numpy(dtype=object))
-            scores[neighbours] += self.feedback.strength * weight * spread * 3.0 * frame["score"].to_numpy(np.float32)
+        if model.neighbours is not None:
+            model.neighbours.shift(scores, usable, self.feedback.strength)
         candidates = np.flatnonzero(allowed)
         if uidx < 0:
             candidates = candidates[scores[candidates] > 0]
