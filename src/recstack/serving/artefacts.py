@@ -132,6 +132,7 @@ def open_artefact(
         serving = ServingModel.assemble(model, version, user_vectors, item_vectors, unit_vectors(
             np.asarray(item_vectors)), index)
     else:
+        neighbours: ItemNeighbours | None
         if "neighbours" in meta:
             neighbours = ItemNeighbours(_mapped(directory / "neighbour_items.npy"),
                                         _mapped(directory / "neighbour_scores.npy"))
