@@ -1,10 +1,12 @@
 """Candidate retrieval: a Faiss inner-product index over a model's item embeddings.
 
-Small catalogues get an exact `IndexFlatIP`; above `exact_max_items` an inverted-file index (`IndexIVFFlat`
-over vectors lifted so that inner-product order becomes L2 order) whose `nprobe` is raised until the
-measured recall@k against exact search reaches `target_recall` (or the index is probed in full). The recall
-is measured on real query vectors (the model's user embeddings), so `recall` says what the service actually
-gets, not what a benchmark of random vectors would.
+Small catalogues get an exact `IndexFlatIP`. Above `exact_max_items` the vectors are lifted so that
+inner-product order becomes L2 order and searched approximately: up to `hnsw_min_items` items by an
+inverted-file index (`IndexIVFFlat`, `nprobe` raised until the measured recall@k against exact search reaches
+`target_recall`), above it by an HNSW graph (`IndexHNSWFlat`, `efSearch` raised the same way). At a million
+ALS items the IVF had to probe every list to reach 0.95, so it was no faster than exact search; the graph
+reaches it visiting a few thousand items. The recall is measured on real query vectors (the model's user
+embeddings), so `recall` says what the service actually gets, not what a benchmark of random vectors would.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ class RetrievalConfig:
     recall_k: int = 100
     tune_queries: int = 500
     seed: int = 0
+    approximate: str = "auto"
+    """`ivf`, `hnsw`, or `auto`: IVF up to `hnsw_min_items` items, HNSW above."""
+    hnsw_min_items: int = 250_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 64
+    hnsw_max_ef_search: int = 4096
 
 
 class ItemIndex:
@@ -66,7 +74,10 @@ class ItemIndex:
         self.recall: float | None = 1.0
         self.lifted = False
         if self.n_items > self.config.exact_max_items:
-            self._build_ivf(vectors, queries)
+            if self._approximate() == "hnsw":
+                self._build_hnsw(vectors, queries)
+            else:
+                self._build_ivf(vectors, queries)
         self.build_seconds = time.perf_counter() - started
         logger.info(
             "item index: %s over %d items × %d dims in %.2f s (recall@%d %.3f)",
@@ -106,16 +117,48 @@ class ItemIndex:
         self.build_seconds = float(meta.get("build_seconds", 0.0))
         return self
 
-    def _build_ivf(self, vectors: np.ndarray, queries: np.ndarray | None) -> None:
-        """IVF over the vectors lifted to a sphere, where inner-product order becomes L2 order.
+    def _approximate(self) -> str:
+        kind = self.config.approximate
+        if kind == "auto":
+            return "hnsw" if self.n_items > self.config.hnsw_min_items else "ivf"
+        if kind not in ("ivf", "hnsw"):
+            raise ValueError(f"unknown approximate index {kind!r} (ivf, hnsw or auto)")
+        return kind
 
-        Clustering for inner product directly (`METRIC_INNER_PRODUCT` quantizer) favours long vectors and
-        needs most lists probed; appending sqrt(M² - |v|²) to each item (M the largest norm) and 0 to each
-        query makes |q - v|² = |q|² + M² - 2 q·v, so the L2 nearest items are the best-scoring ones.
+    @staticmethod
+    def _lifted(vectors: np.ndarray) -> np.ndarray:
+        """The vectors lifted onto a sphere, where inner-product order becomes L2 order.
+
+        Indexing for inner product directly (`METRIC_INNER_PRODUCT`) favours long vectors (IVF needs most
+        lists probed, an HNSW graph links poorly); appending sqrt(M² - |v|²) to each item (M the largest
+        norm) and 0 to each query makes |q - v|² = |q|² + M² - 2 q·v, so the L2 nearest items are the
+        best-scoring ones.
         """
         norms = np.linalg.norm(vectors, axis=1)
         lift = np.sqrt(np.maximum(float(norms.max()) ** 2 - norms**2, 0.0)).astype(np.float32)
-        lifted = np.ascontiguousarray(np.hstack([vectors, lift[:, None]]), dtype=np.float32)
+        return np.ascontiguousarray(np.hstack([vectors, lift[:, None]]), dtype=np.float32)
+
+    def _build_hnsw(self, vectors: np.ndarray, queries: np.ndarray | None) -> None:
+        """HNSW graph over the lifted vectors; `efSearch` (stored in the index file) raised until the
+        measured recall reaches the target or `hnsw_max_ef_search`."""
+        hnsw = faiss.IndexHNSWFlat(self.dim + 1, self.config.hnsw_m, faiss.METRIC_L2)
+        hnsw.hnsw.efConstruction = self.config.hnsw_ef_construction
+        hnsw.add(self._lifted(vectors))
+        self.index = hnsw
+        self.lifted = True
+        sample = self._sample_queries(vectors, queries, np.random.default_rng(self.config.seed))
+        ef = self.config.recall_k
+        while True:
+            hnsw.hnsw.efSearch = ef
+            self.recall = self.recall_at(self.config.recall_k, sample)
+            if self.recall >= self.config.target_recall or ef >= self.config.hnsw_max_ef_search:
+                break
+            ef = min(self.config.hnsw_max_ef_search, int(ef * 1.5))
+        self.kind = f"hnsw{self.config.hnsw_m},efSearch{ef}"
+
+    def _build_ivf(self, vectors: np.ndarray, queries: np.ndarray | None) -> None:
+        """IVF over the lifted vectors; `nprobe` raised until the measured recall reaches the target."""
+        lifted = self._lifted(vectors)
         nlist = max(16, int(4 * math.sqrt(self.n_items)))
         quantizer = faiss.IndexFlatL2(self.dim + 1)
         ivf = faiss.IndexIVFFlat(quantizer, self.dim + 1, nlist, faiss.METRIC_L2)

@@ -1,8 +1,11 @@
-"""Faiss retrieval: exact below the size threshold, IVF above it with recall tuned to the target."""
+"""Faiss retrieval: exact below the size threshold, IVF or HNSW above it with recall tuned to the target."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from recstack.serving.retrieval import ItemIndex, RetrievalConfig
 
@@ -36,3 +39,46 @@ def test_large_catalogues_use_ivf_with_measured_recall() -> None:
     assert index.recall_at(100, held_out) >= 0.9
     ids, _ = index.search(held_out[0], 100)
     assert len(ids) == 100 and len(set(ids.tolist())) == 100
+
+
+def test_large_catalogues_use_hnsw_with_measured_recall() -> None:
+    items = clustered(10_000, 16, 2)
+    users = clustered(1_000, 16, 3)
+    config = RetrievalConfig(exact_max_items=5_000, hnsw_min_items=8_000, target_recall=0.95, tune_queries=200)
+    index = ItemIndex(items, config, queries=users)
+    assert index.kind.startswith("hnsw")
+    assert index.recall is not None and index.recall >= 0.95
+    held_out = clustered(300, 16, 4)
+    assert index.recall_at(100, held_out) >= 0.9
+    ids, scores = index.search(held_out[0], 100)
+    assert len(ids) == 100 and len(set(ids.tolist())) == 100
+    assert np.allclose(scores, items[ids] @ held_out[0], atol=1e-4)
+
+
+def test_the_catalogue_size_chooses_the_index() -> None:
+    items = clustered(6_000, 8, 5)
+    small = dict(exact_max_items=2_000, tune_queries=50, target_recall=0.9)
+    assert ItemIndex(items, RetrievalConfig(**small, hnsw_min_items=10_000)).kind.startswith("ivf")  # type: ignore[arg-type]
+    assert ItemIndex(items, RetrievalConfig(**small, hnsw_min_items=5_000)).kind.startswith("hnsw")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown approximate"):
+        ItemIndex(items, RetrievalConfig(exact_max_items=2_000, approximate="lsh"))
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_saved_index_opens_memory_mapped_with_the_same_answers(tmp_path: Path, kind: str) -> None:
+    items = clustered(8_000, 16, 6)
+    users = clustered(500, 16, 7)
+    config = RetrievalConfig(exact_max_items=5_000, approximate=kind, target_recall=0.95, tune_queries=100)
+    built = ItemIndex(items, config, queries=users)
+    meta = built.save(tmp_path)
+    np.save(tmp_path / "items.npy", items)
+    opened = ItemIndex.open(tmp_path, np.load(tmp_path / "items.npy", mmap_mode="r").view(np.ndarray), meta, config)
+    assert opened.kind == built.kind and opened.recall == built.recall and opened.lifted
+    queries = clustered(50, 16, 8)
+    for query in queries[:5]:
+        expected_ids, expected_scores = built.search(query, 200)
+        ids, scores = opened.search(query, 200)
+        assert np.array_equal(ids, expected_ids) and np.allclose(scores, expected_scores)
+    many_ids, _ = opened.search_many(queries, 100)
+    assert np.array_equal(many_ids, built.search_many(queries, 100)[0])
+    assert opened.recall_at(100, queries) == built.recall_at(100, queries)
