@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -401,28 +402,16 @@ def scale_vectors(
 
 
 def search_curve(index: Any, held_out: np.ndarray) -> list[dict[str, float]]:
-    """Recall@100 (500 held-out users) and single-threaded k=200 search p50 / p99 (300 users) at other
-    settings of the index's search-time knob (`efSearch` of HNSW, `nprobe` of IVF); restored after."""
+    """An IVF's recall@100 (500 held-out users) and single-threaded k=200 search p50 / p99 (300 users) at
+    other `nprobe` values; restored after."""
     import faiss
 
-    graph = getattr(index.index, "hnsw", None)
-    if graph is not None:
-        knob, tuned, values = "efSearch", graph.efSearch, [100, 150, 225, 337, 505, 757, 1135]
-    elif hasattr(index.index, "nprobe"):
-        nlist = index.index.nlist
-        knob, tuned, values = "nprobe", index.index.nprobe, sorted({n for n in (64, 256, 1024, nlist) if n <= nlist})
-    else:
+    if not hasattr(index.index, "nprobe"):
         return []
-
-    def turn(value: int) -> None:
-        if graph is not None:
-            graph.efSearch = value
-        else:
-            index.index.nprobe = value
-
+    nlist, tuned = index.index.nlist, index.index.nprobe
     curve = []
-    for value in values:
-        turn(value)
+    for value in sorted({n for n in (64, 256, 1024, nlist) if n <= nlist}):
+        index.index.nprobe = value
         faiss.omp_set_num_threads(1)
         lat = []
         for query in held_out[:300]:
@@ -431,10 +420,10 @@ def search_curve(index: Any, held_out: np.ndarray) -> list[dict[str, float]]:
             lat.append(time.perf_counter() - at)
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         ms = np.array(lat) * 1000
-        curve.append({knob: value, "recall_at_100": index.recall_at(100, held_out[:500]),
+        curve.append({"nprobe": value, "recall_at_100": index.recall_at(100, held_out[:500]),
                       "search_k200_p50_ms": float(np.percentile(ms, 50)),
                       "search_k200_p99_ms": float(np.percentile(ms, 99))})
-    turn(tuned)
+    index.index.nprobe = tuned
     return curve
 
 
@@ -461,7 +450,8 @@ def scale_index(users: int, items: int, interactions: int, workdir: Path, kinds:
         built = ItemIndex(vectors, config, queries=queries)
         build_s = time.perf_counter() - started
         out = workdir / f"index-{kind}"
-        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
         meta = built.save(out)
         del built
         started = time.perf_counter()
@@ -486,9 +476,12 @@ def scale_index(users: int, items: int, interactions: int, workdir: Path, kinds:
             "index": index.kind, "recall_at_100": value, "tuned_recall": meta.get("recall"),
             "search_k200_p50_ms": float(np.percentile(ms, 50)), "search_k200_p99_ms": float(np.percentile(ms, 99)),
             "build_s": build_s, "open_s": open_s, "recall_measure_s": recall_s,
-            "index_file_mib": (out / "index.faiss").stat().st_size / 2**20, "load_average_1m": loads,
+            "index_file_mib": sum(f.stat().st_size for f in out.iterdir()) / 2**20, "load_average_1m": loads,
             "curve": curve,
         }
+        if index._bands is not None:  # share of the catalogue each held-out query scanned
+            share = index._bands.search(held_out, 200)[2] / index.n_items
+            results[kind]["scanned_k200"] = {f"p{q}": float(np.percentile(share, q)) for q in (50, 90, 95, 99)}
         print(json.dumps({kind: results[kind]}), flush=True)
         del index
     return {"users": info["users"], "items": info["items"], "interactions": interactions,
@@ -577,7 +570,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0.0, help="soak seconds (600 for the full soak; 0: none)")
     parser.add_argument("--index-only", action="store_true", help="only retrieval: train, index, recall (no server)")
     parser.add_argument("--index-kinds", default="auto,ivf",
-                        help="with --index-only: index kinds measured on the same vectors (auto, ivf, hnsw)")
+                        help="with --index-only: index kinds measured on the same vectors (auto, bands, ivf)")
     parser.add_argument("--soak-only", action="store_true", help="only the soak (setup reused)")
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
