@@ -79,8 +79,9 @@ def test_graded_labels_follow_share_like_long_watch_watch_and_skip() -> None:
 
 
 def test_the_ranker_is_trained_and_changes_the_order(hybrid: HybridRecommender) -> None:
-    assert hybrid.ranker_.is_fitted and hybrid.ranker_.booster is not None
-    assert hybrid.ranker_.booster.num_trees() > 1
+    assert hybrid.ranker_.is_fitted and len(hybrid.ranker_.boosters) == 3  # one per fold, averaged
+    assert hybrid.ranker_.num_trees > 1
+    assert len({b.num_trees() for b in hybrid.ranker_.boosters}) == 1
     assert sum(hybrid.ranker_.importance().values()) > 0
     changed = 0
     for user in range(40):
@@ -96,6 +97,18 @@ def test_the_ranker_is_trained_and_changes_the_order(hybrid: HybridRecommender) 
         score_of = dict(zip(hybrid.items.ids[candidates.item[rows]].tolist(), served.tolist(), strict=True))
         assert [score_of[i] for i in recommended] == sorted(served.tolist(), reverse=True)[:10]
     assert changed > 20
+
+
+def test_a_second_cutoff_gives_the_ranker_more_queries(
+    video: tuple[pd.DataFrame, pd.DataFrame], hybrid: HybridRecommender
+) -> None:
+    events, items = video
+    two = HybridRecommender(cutoffs=2, ranker={"n_estimators": 20, "num_threads": 1, "folds": 1}).fit(
+        events, items=items
+    )
+    # Users answer "what next?" at two moments; the earlier one's labels end where the later cut begins.
+    assert two.ranker_.queries > 1.5 * hybrid.ranker_.queries
+    assert len(two.ranker_.boosters) == 1 and two.ranker_.num_trees >= 1
 
 
 def test_save_and_load_round_trip_without_pickle(hybrid: HybridRecommender, tmp_path: Path) -> None:
