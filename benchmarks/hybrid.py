@@ -134,6 +134,9 @@ def run_set(name: str, events: pd.DataFrame, items: pd.DataFrame) -> dict[str, A
         "ratio_to_best_peer": float(hybrid["ndcg@10"] / best_peer["ndcg@10"]),
         "candidate_recall_ranker_training": hybrid_model.candidate_recall_,
         "ranker_importance_top10": dict(list(hybrid_model.ranker_.importance().items())[:10]),
+        "ranker_boosters": len(hybrid_model.ranker_.boosters),
+        "ranker_trees": hybrid_model.ranker_.num_trees,
+        "ranker_queries": hybrid_model.ranker_.queries,
         "latency": ranker_latency(hybrid_model),
     }
     print(f"{name}: hybrid {hybrid['ndcg@10']:.4f} vs {best_peer['model']} {best_peer['ndcg@10']:.4f} "
@@ -158,6 +161,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _loadavg() -> list[str]:
+    path = Path("/proc/loadavg")
+    return path.read_text().split()[:3] if path.exists() else []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
@@ -180,8 +188,10 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     results = []
     for name in args.sets.split(","):
+        load_start = _loadavg()
         events, items = loaders[name]()
         results.append(run_set(name, events, items))
+        results[-1]["loadavg_start_end"] = [load_start, _loadavg()]
         # Written after every data set, so a long run leaves what it finished.
         (RESULTS / "hybrid.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, default=float))
         plot(results, RESULTS / "hybrid.png")

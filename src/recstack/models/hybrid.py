@@ -5,9 +5,10 @@ events are cut at their own time T_u (`label_split="per_user"`: the user's `labe
 after it; `"global"`: one T for everyone at that quantile of all events). Candidate sources are fitted on
 the events before the cuts, every user who engaged after theirs gets candidates and features as of T_u, and
 the ranker learns which candidates the user actually took up after T_u (graded: share > like > long watch
-> watch; skips, bounces and candidates left alone are 0). The sources are then refitted on all training
-events; at scoring time a user's features are computed as of just after their newest known event (the
-moment "what next?" is asked) — the same code on both sides.
+> watch; skips, bounces and candidates left alone are 0). With `cutoffs` > 1 each user is asked again at
+earlier cuts, each with its own sources, features and next window of events: more queries for the ranker.
+The sources are then refitted on all training events; at scoring time a user's features are computed as of
+just after their newest known event (the moment "what next?" is asked) — the same code on both sides.
 
 `score` gives ranker scores to a user's candidates and a low floor (ordered by trending) to everything
 else, so `recommend` returns ranked candidates first; `explain` names each item's source for the API:
@@ -43,12 +44,15 @@ _COLLABORATIVE = frozenset({"collaborative", "embedding", "sequential"})
 
 class HybridConfig(RecommenderConfig):
     """`label_share`: the newest share of training events whose outcomes teach the ranker; at most
-    `max_train_users` users (a seeded sample) form its queries."""
+    `max_train_users` users (a seeded sample) form its queries at each of `cutoffs` moments (cut-off c
+    labels the share of events between c and c + 1 label shares from the newest, with sources fitted on
+    the events before it)."""
 
     candidates: CandidateConfig = Field(default_factory=CandidateConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     label_share: float = Field(default=0.25, gt=0.0, lt=1.0)
     label_split: Literal["per_user", "global"] = "per_user"
+    cutoffs: int = Field(default=1, ge=1, le=4)
     max_train_users: int = Field(default=4000, ge=10)
     seed: int = 42
 
@@ -125,13 +129,41 @@ class HybridRecommender(Recommender[HybridConfig]):
 
     def _train_ranker(self, frame: pd.DataFrame, data: TrainingData, attributes: ItemAttributes) -> None:
         cfg = self.config
+        n_users = len(data.users)
+        # Cut-off c (0 = newest) labels the user's events between cuts c and c - 1: each cut asks "what
+        # next?" at an earlier moment, with sources fitted only on the events before it.
+        cuts = [self._cuts(frame, n_users, (c + 1) * cfg.label_share) for c in range(cfg.cutoffs)]
+        parts = []
+        end = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
+        for c, cut in enumerate(cuts):
+            if c and (cut >= end).all():
+                break
+            part = self._examples(frame, data, attributes, cut, end, query_offset=c * n_users)
+            if part is not None:
+                parts.append(part)
+            end = cut
+        if not parts:
+            raise ConfigurationError("the hybrid needs interactions spread over time to train its ranker")
+        features = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        queries = np.concatenate([p[2] for p in parts])
+        self.candidate_recall_ = float(parts[0][3])
+        self.ranker_ = LambdaRanker(cfg.ranker).fit(features, labels, queries, feature_names())
+
+    def _examples(
+        self, frame: pd.DataFrame, data: TrainingData, attributes: ItemAttributes, user_cut: np.ndarray,
+        end: np.ndarray, query_offset: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """Features, graded labels and query ids of the candidates as of each user's cut, labelled by what
+        the user did in [cut, end); None when no user engaged in that window."""
+        cfg = self.config
         stamps = frame["timestamp"].to_numpy(np.int64)
         n_users, n_items = len(data.users), len(data.items)
-        user_cut = self._cuts(frame, n_users)
-        in_label = stamps >= user_cut[frame["user_idx"].to_numpy(np.int64)]
-        before, after = frame.loc[~in_label], frame.loc[in_label]
+        owner = frame["user_idx"].to_numpy(np.int64)
+        in_label = stamps >= user_cut[owner]
+        before, after = frame.loc[~in_label], frame.loc[in_label & (stamps < end[owner])]
         if before.empty or after.empty:
-            raise ConfigurationError("the hybrid needs interactions spread over time to train its ranker")
+            return None
         history = UserHistory.from_events(before, n_users)
         grades = graded_labels(after, attributes.duration_s)
         pair = after["user_idx"].to_numpy(np.int64) * n_items + after["item_idx"].to_numpy(np.int64)
@@ -140,6 +172,8 @@ class HybridRecommender(Recommender[HybridConfig]):
         np.maximum.at(best, first.ravel(), grades)
         users = np.unique(keys[best > 0] // n_items)
         users = users[np.diff(history.indptr)[users] > 0]
+        if not len(users):
+            return None
         if len(users) > cfg.max_train_users:
             users = np.sort(np.random.default_rng(cfg.seed).choice(users, cfg.max_train_users, replace=False))
         generator = CandidateGenerator(cfg.candidates).fit(
@@ -158,20 +192,19 @@ class HybridRecommender(Recommender[HybridConfig]):
             "hybrid: ranker examples %d rows for %d users; candidates hold %.1f%% of the positive pairs after T",
             len(labels), len(users), 100 * recall,
         )
-        self.candidate_recall_ = recall
-        self.ranker_ = LambdaRanker(cfg.ranker).fit(features, labels, candidates.user, feature_names())
+        return features, labels, candidates.user + query_offset, recall
 
-    def _cuts(self, frame: pd.DataFrame, n_users: int) -> np.ndarray:
-        """Per user, the time from which their events are ranker labels (int64 epoch ms; max: none)."""
+    def _cuts(self, frame: pd.DataFrame, n_users: int, share: float) -> np.ndarray:
+        """Per user, the time from which their newest `share` of events lies (int64 epoch ms; max: none)."""
         stamps = frame["timestamp"].to_numpy(np.int64)
         cfg = self.config
         if cfg.label_split == "global":
-            return np.full(n_users, int(np.quantile(stamps, 1.0 - cfg.label_share)), dtype=np.int64)
+            return np.full(n_users, int(np.quantile(stamps, max(1.0 - share, 0.0))), dtype=np.int64)
         users = frame["user_idx"].to_numpy(np.int64)
         order = np.lexsort((stamps, users))
         sizes = np.bincount(users, minlength=n_users)
         start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        held = np.where(sizes >= 2, np.clip(np.ceil(cfg.label_share * sizes).astype(np.int64), 1, sizes - 1), 0)
+        held = np.where(sizes >= 2, np.clip(np.ceil(share * sizes).astype(np.int64), 1, sizes - 1), 0)
         cut = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
         has = held > 0
         cut[has] = stamps[order][(start + sizes - held)[has]]

@@ -4,7 +4,7 @@ Labels grade what a user did next with a candidate (`graded_labels`): share 4 > 
 a watch 1; a skip, a bounce (a watch below `bounce_fraction` of the item) or no interaction at all is 0. Where
 the data are ratings, a rating at or above `rating_threshold` is 2 and any other rating 1 (a rating means
 the user picked the item), and other positive events (view, click, purchase) take their weight's grade.
-The booster is saved as LightGBM's own model text, never pickled.
+The boosters are saved as LightGBM's own model text, never pickled.
 """
 
 from __future__ import annotations
@@ -62,11 +62,19 @@ def graded_labels(
 
 
 class RankerConfig(BaseModel):
-    """LightGBM LambdaRank settings; `n_estimators` is a ceiling, early stopping on held-out users decides.
+    """LightGBM LambdaRank settings; `n_estimators` is a ceiling, held-out queries decide how many trees.
 
     Small leaves with many examples each: with 31 leaves and 20 examples the held-out NDCG peaked after
     10–35 trees and the ranker fell below its best source on the synthetic platform (0.9955×); these
-    settings reached 1.015× there (1,200 users, protocol T)."""
+    settings reached 1.015× there (1,200 users, protocol T).
+
+    `folds` ≥ 2: the queries are split into that many folds, one booster is trained per fold with the others'
+    queries, and the number of trees is where the NDCG averaged over the folds peaks; one booster of that
+    many trees is then fitted on every query (or, `average_folds`, the fold boosters' mean is the score).
+    Early stopping on one 15 % hold-out (`folds` = 1) stopped anywhere between 6 and 164 trees from one seed
+    to the next and moved test NDCG by 0.007; three folds chose 125–130 trees (BENCHMARKS.md, issue 9).
+    Averaging the three fold boosters scored best, but tripled the ranker's cost past 10 ms p99 for 500
+    candidates, so it is opt-in."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,45 +85,54 @@ class RankerConfig(BaseModel):
     feature_fraction: float = Field(default=0.7, gt=0.0, le=1.0)
     early_stopping_rounds: int = Field(default=60, ge=1)
     eval_at: int = Field(default=10, ge=1)
+    folds: int = Field(default=3, ge=1, le=10)
+    average_folds: bool = False
+    """With `folds` ≥ 2: score with the mean of the fold boosters (better and steadier test NDCG, `folds`
+    times the trees per request) instead of one booster refitted on every query with the folds' tree count."""
     validation_share: float = Field(default=0.15, gt=0.0, lt=1.0)
+    """The held-out share of queries when `folds` = 1."""
     num_threads: int = Field(default=2, ge=1)
     seed: int = 42
     label_gain: tuple[float, ...] = (0.0, 1.0, 3.0, 7.0, 15.0)
     """NDCG gain of grades 0–4 (LightGBM's default 2^g − 1)."""
 
 
+_SEPARATOR: Final = "\n# recstack: next fold booster\n"
+
+
 class LambdaRanker:
-    """A LightGBM LambdaRank booster over named features."""
+    """LightGBM LambdaRank boosters over named features (one, or one per fold, averaged)."""
 
     def __init__(self, config: RankerConfig | None = None) -> None:
         self.config = config or RankerConfig()
-        self.booster: lgb.Booster | None = None
+        self.boosters: list[lgb.Booster] = []
         self.feature_names: list[str] = []
+        self.queries = 0
 
     @property
     def is_fitted(self) -> bool:
-        return self.booster is not None
+        return bool(self.boosters)
+
+    @property
+    def num_trees(self) -> int:
+        """Trees per booster."""
+        return int(self.boosters[0].num_trees()) if self.boosters else 0
 
     def fit(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, names: list[str]) -> LambdaRanker:
         """Train on rows grouped by query: `groups` holds each row's query id, rows of a query contiguous.
 
-        Queries without a positive label teach LambdaRank nothing and are dropped; a share of the queries is
-        held out for early stopping.
+        Queries without a positive label teach LambdaRank nothing and are dropped; the rest are split into
+        folds (or one hold-out) that decide the number of trees.
         """
         cfg = self.config
         _, starts, sizes = np.unique(groups, return_index=True, return_counts=True)
         order = np.argsort(starts)
         starts, sizes = starts[order], sizes[order]
         best = np.maximum.reduceat(labels, starts) if len(labels) else np.empty(0)
-        useful = best > 0
-        if not useful.any():
+        useful = np.flatnonzero(best > 0)
+        if not len(useful):
             raise ConfigurationError("the ranker has no query with a positive label to learn from")
         rng = np.random.default_rng(cfg.seed)
-        held = rng.random(len(starts)) < cfg.validation_share
-        sets = []
-        for part in (useful & ~held, useful & held):
-            rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts[part], sizes[part], strict=True)])
-            sets.append((features[rows], labels[rows], sizes[part]))
         params: dict[str, Any] = {
             "objective": "lambdarank",
             "metric": "ndcg",
@@ -129,44 +146,78 @@ class LambdaRanker:
             "verbosity": -1,
             "label_gain": list(cfg.label_gain),
         }
-        train = lgb.Dataset(sets[0][0], sets[0][1], group=sets[0][2], feature_name=names, free_raw_data=True)
-        callbacks: list[Any] = []
-        valid_sets = []
-        if len(sets[1][2]):
-            valid_sets = [lgb.Dataset(sets[1][0], sets[1][1], group=sets[1][2], reference=train)]
-            callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
-        self.booster = lgb.train(params, train, cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+        row_start = np.concatenate([[0], np.cumsum(sizes[useful])])
+        rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts[useful], sizes[useful], strict=True)])
+        full = lgb.Dataset(
+            features[rows], labels[rows], group=sizes[useful], feature_name=names, params=params,
+            free_raw_data=True,
+        ).construct()
         self.feature_names = list(names)
-        logger.info(
-            "ranker: %d trees on %d queries (%d rows), %d held out",
-            self.booster.num_trees(), len(sets[0][2]), len(sets[0][1]), len(sets[1][2]),
-        )
+        self.queries = len(useful)
+        folds = min(cfg.folds, len(useful))
+        if folds >= 2:
+            fold_of = rng.permutation(len(useful)) % folds
+            splits = []
+            for k in range(folds):
+                held = np.flatnonzero(fold_of == k)
+                kept = np.flatnonzero(fold_of != k)
+                splits.append((_rows(kept, row_start), _rows(held, row_start)))
+            result: dict[str, Any] = lgb.cv(  # type: ignore[assignment]
+                params, full, cfg.n_estimators, folds=splits,
+                callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)], return_cvbooster=True,
+            )
+            trees = len(result[f"valid ndcg@{cfg.eval_at}-mean"])
+            if cfg.average_folds:
+                self.boosters = [
+                    lgb.Booster(model_str=b.model_to_string(num_iteration=trees)) for b in result["cvbooster"].boosters
+                ]
+            else:
+                self.boosters = [lgb.train(params, full, trees)]
+        else:
+            out = rng.random(len(useful)) < cfg.validation_share
+            train = full.subset(_rows(np.flatnonzero(~out), row_start).tolist())
+            valid_sets: list[lgb.Dataset] = []
+            callbacks: list[Any] = []
+            if out.any():
+                valid_sets = [full.subset(_rows(np.flatnonzero(out), row_start).tolist())]
+                callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
+            booster = lgb.train(params, train, cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+            text = booster.model_to_string(num_iteration=booster.best_iteration or None)
+            self.boosters = [lgb.Booster(model_str=text)]
+        logger.info("ranker: %d booster(s) of %d trees on %d queries (%d rows)",
+                    len(self.boosters), self.num_trees, len(useful), len(rows))
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Scores (float64, higher = better) for rows of `features`; one thread, for request latency."""
-        if self.booster is None:
+        if not self.boosters:
             raise ConfigurationError("the ranker is not trained")
         if not len(features):
             return np.empty(0)
-        return np.asarray(self.booster.predict(features, num_threads=1), dtype=np.float64)
+        scores = [np.asarray(b.predict(features, num_threads=1), dtype=np.float64) for b in self.boosters]
+        return np.mean(scores, axis=0) if len(scores) > 1 else scores[0]
 
     def importance(self) -> dict[str, float]:
         """Total gain per feature (what the ranker leans on), largest first."""
-        if self.booster is None:
+        if not self.boosters:
             return {}
-        gains = self.booster.feature_importance(importance_type="gain")
+        gains = np.sum([b.feature_importance(importance_type="gain") for b in self.boosters], axis=0)
         pairs = sorted(zip(self.feature_names, gains.tolist(), strict=True), key=lambda p: -p[1])
         return {name: float(g) for name, g in pairs}
 
     def to_text(self) -> str:
-        if self.booster is None:
+        if not self.boosters:
             raise ConfigurationError("the ranker is not trained")
-        return str(self.booster.model_to_string())
+        return _SEPARATOR.join(str(b.model_to_string()) for b in self.boosters)
 
     @classmethod
     def from_text(cls, text: str, config: RankerConfig | None = None) -> LambdaRanker:
         ranker = cls(config)
-        ranker.booster = lgb.Booster(model_str=text)
-        ranker.feature_names = list(ranker.booster.feature_name())
+        ranker.boosters = [lgb.Booster(model_str=part) for part in text.split(_SEPARATOR)]
+        ranker.feature_names = list(ranker.boosters[0].feature_name())
         return ranker
+
+
+def _rows(queries: np.ndarray, row_start: np.ndarray) -> np.ndarray:
+    """Row positions of `queries` (indices into the useful queries) in the training matrix, in order."""
+    return np.concatenate([np.arange(row_start[q], row_start[q + 1]) for q in queries])

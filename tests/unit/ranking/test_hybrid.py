@@ -14,7 +14,7 @@ from recstack.ingestion.synthetic import SyntheticConfig, iter_interactions, mak
 from recstack.models.base import Recommender
 from recstack.models.hybrid import HybridRecommender, reason_of
 from recstack.ranking.candidates import SOURCES, CandidateConfig, CandidateGenerator, UserHistory
-from recstack.ranking.ranker import graded_labels
+from recstack.ranking.ranker import LambdaRanker, RankerConfig, graded_labels
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +79,8 @@ def test_graded_labels_follow_share_like_long_watch_watch_and_skip() -> None:
 
 
 def test_the_ranker_is_trained_and_changes_the_order(hybrid: HybridRecommender) -> None:
-    assert hybrid.ranker_.is_fitted and hybrid.ranker_.booster is not None
-    assert hybrid.ranker_.booster.num_trees() > 1
+    assert hybrid.ranker_.is_fitted and len(hybrid.ranker_.boosters) == 1
+    assert hybrid.ranker_.num_trees > 1
     assert sum(hybrid.ranker_.importance().values()) > 0
     changed = 0
     for user in range(40):
@@ -96,6 +96,18 @@ def test_the_ranker_is_trained_and_changes_the_order(hybrid: HybridRecommender) 
         score_of = dict(zip(hybrid.items.ids[candidates.item[rows]].tolist(), served.tolist(), strict=True))
         assert [score_of[i] for i in recommended] == sorted(served.tolist(), reverse=True)[:10]
     assert changed > 20
+
+
+def test_a_second_cutoff_gives_the_ranker_more_queries(
+    video: tuple[pd.DataFrame, pd.DataFrame], hybrid: HybridRecommender
+) -> None:
+    events, items = video
+    two = HybridRecommender(cutoffs=2, ranker={"n_estimators": 20, "num_threads": 1, "folds": 1}).fit(
+        events, items=items
+    )
+    # Users answer "what next?" at two moments; the earlier one's labels end where the later cut begins.
+    assert two.ranker_.queries > 1.5 * hybrid.ranker_.queries
+    assert len(two.ranker_.boosters) == 1 and two.ranker_.num_trees >= 1
 
 
 def test_save_and_load_round_trip_without_pickle(hybrid: HybridRecommender, tmp_path: Path) -> None:
@@ -137,3 +149,19 @@ def test_capabilities_are_declared() -> None:
     assert hybrid.needs_timestamps is True
     estimate = HybridRecommender.memory_estimate
     assert estimate(1000, 2000, 100_000) > estimate(1000, 200, 100_000)
+
+
+def test_averaged_fold_boosters_share_one_tree_count_and_survive_text() -> None:
+    rng = np.random.default_rng(0)
+    queries, per = 60, 30
+    features = rng.normal(size=(queries * per, 4))
+    labels = (features[:, 0] + 0.3 * rng.normal(size=len(features)) > 1.0).astype(np.int64)
+    groups = np.repeat(np.arange(queries), per)
+    config = RankerConfig(n_estimators=30, min_child_samples=5, num_threads=1, average_folds=True)
+    ranker = LambdaRanker(config).fit(features, labels, groups, ["a", "b", "c", "d"])
+    assert len(ranker.boosters) == 3 and len({b.num_trees() for b in ranker.boosters}) == 1
+    scores = ranker.predict(features[:per])
+    np.testing.assert_allclose(scores, np.mean([b.predict(features[:per]) for b in ranker.boosters], axis=0))
+    # The informative feature leads, and the text form gives the same scores.
+    assert next(iter(ranker.importance())) == "a"
+    np.testing.assert_allclose(LambdaRanker.from_text(ranker.to_text()).predict(features[:per]), scores)
