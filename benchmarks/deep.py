@@ -47,7 +47,7 @@ PEERS: list[tuple[str, str, dict[str, Any], str]] = [
 ]
 SASREC_GRID: list[dict[str, Any]] = [
     {"learning_rate": 1e-2},
-    {"learning_rate": 2e-2},
+    {"learning_rate": 5e-3},
 ]
 
 

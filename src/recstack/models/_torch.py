@@ -55,7 +55,9 @@ def seeded(seed: int, threads: int) -> Any:
     `torch`. The encoders are small (64-wide), where splitting each matrix costs more in synchronisation than
     it gains (on the 2-core CI machine 10 passes of one encoder layer took 0.65 s on one thread, 2.8 s on
     two); a full softmax over the catalogue is one large product per batch, which two threads run 1.5×
-    faster on an idle 2-core machine (3,200 positions × 6,618 items: 0.49 s on one, 0.32 s on two)."""
+    faster on an idle 2-core machine (3,200 positions × 6,618 items: 0.49 s on one, 0.32 s on two), but on a
+    shared one two threads wait on each other: at load average 8, 32 SASRec batches took 49.9 s on two
+    threads and 13.6 s on one (the encoder alone 13.9 s against 1.2 s)."""
     torch = require_torch()
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(max(1, min(threads, available)))
@@ -128,11 +130,12 @@ def next_item_loss(
     if negatives <= 0 or negatives >= items.shape[0]:
         logits = hidden @ items.T
         if exclude is not None:
-            seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool)
-            seen.scatter_(1, exclude + 1, True)
-            seen.scatter_(1, torch.where(valid, picked + 1, 0), False)
-            logits = logits.masked_fill(seen[:, 1:], -torch.inf)
-        log_p = torch.log_softmax(logits, dim=1).gather(1, picked)
+            # -inf written in place (the product's backward needs its inputs, not its output) at each row's
+            # excluded items that are not among its targets: no (rows × items) mask is built.
+            rows = torch.arange(exclude.shape[0])[:, None].expand_as(exclude)
+            drop = (exclude >= 0) & ~(exclude[:, :, None] == torch.where(valid, picked, -1)[:, None, :]).any(2)
+            logits.index_put_((rows[drop], exclude[drop]), torch.tensor(-torch.inf))
+        log_p = logits.gather(1, picked) - torch.logsumexp(logits, dim=1, keepdim=True)
     else:
         drawn = torch.randint(0, items.shape[0], (negatives,), generator=generator)
         positive = (hidden[:, None, :] * items[picked]).sum(-1)

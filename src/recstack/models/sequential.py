@@ -4,17 +4,23 @@ Each user's interactions in time order form a sequence; a small pre-norm Transfo
 causal mask, and the state at each position is scored against every item's embedding (shared with the input
 embedding) with a full softmax cross-entropy. Full softmax rather than the paper's one sampled negative: it
 is the main finding of later replications (Klenitskiy & Vasilev, RecSys 2023) and costs little at catalogue
-sizes a dense score matrix allows anyway. Two departures from the paper serve the question a recommendation
-answers, "what will this user take up next" (a set, with what they already have left out):
+sizes a dense score matrix allows anyway. Three departures from the paper serve the question a
+recommendation answers, "what will this user take up next" (a set, with what they already have left out),
+and a CPU budget of a few epochs:
 
-- each position learns all of the next `horizon` items, not only the next one (a "dense all-action"
-  multi-target loss): the order within a sitting is noise, the set that follows is the signal;
+- each position learns `targets` items drawn afresh every epoch from what follows it within a window
+  proportional to the history so far (`window_share` of the items seen, at least `horizon`, at most
+  `max_window`; a "dense all-action" loss as in PinnerFormer), not only the next one: the order within a
+  sitting is noise, the set that follows over a stretch is the signal; one softmax serves all the targets;
 - the items a position has already seen are taken out of its softmax (`exclude_seen`), as recommendations
-  leave them out, so no capacity goes into learning not to repeat them.
+  leave them out, so no capacity goes into learning not to repeat them;
+- the item embeddings start from a truncated SVD of the training matrix (`svd_init`), so the epochs go into
+  order and recency rather than into rediscovering co-occurrence.
 
-Early stopping holds out each user's latest `validation_fraction` of interactions (the honest question:
-what comes next); the best epoch's weights are kept, then optionally trained `refit_epochs` more on the
-whole sequences (the held-out tails are the latest, most telling data). After training each user's whole
+Early stopping holds out the latest `validation_fraction` of interactions of a share of the users
+(`validation_user_share`, at most `validation_users`: the honest question, what comes next); the others
+train on their whole sequences, the latest and most telling data. The best epoch's weights are kept, then
+optionally trained `refit_epochs` more on the whole sequences. After training each user's whole
 history is encoded once — the last state, blended with the mean of all its states (the long-term profile)
 by a weight chosen on the validation users — so `score` is a product of user and item vectors
 (`user_embeddings`/`item_embeddings`, ready for an ANN index) and a loaded model scores without PyTorch; the
@@ -46,18 +52,20 @@ class SASRecConfig(RecommenderConfig):
     `dim` embedding width; `max_len` how many latest items the model reads; `layers`/`heads` of the
     encoder; `epochs` an upper bound, `patience` epochs without a better validation NDCG@10 before stopping,
     `time_budget_s` the wall-clock budget of the whole fit; `negatives` the sampled-softmax size (0: the
-    whole catalogue); `horizon` how many following items each position learns to predict; `loss_share` the
+    whole catalogue); `horizon`, `window_share`, `max_window`, `targets` and `near_bias` the targets of a
+    position (see `_future`; `window_share` 0: exactly the next `horizon` items); `loss_share` the
     share of positions (drawn per batch) that enter the loss, to trade signal for speed; `exclude_seen` takes
     a position's earlier items out of its softmax (full softmax only); `refit_epochs` epochs on the whole
     data after early stopping; `profile_weight` the long-term profile's weight in the user vector (None:
-    chosen on validation from `PROFILE_GRID`); `threads` torch's threads (see `recstack.models._torch.seeded`)."""
+    chosen on validation from `PROFILE_GRID`); `threads` torch's threads (see `recstack.models._torch.seeded`:
+    one, as the encoder is too small to split and a shared machine turns a second thread into waiting)."""
 
     dim: int = Field(default=64, ge=8)
     max_len: int = Field(default=50, ge=2)
     layers: int = Field(default=1, ge=1)
     heads: int = Field(default=2, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    learning_rate: float = Field(default=2e-2, gt=0.0)
+    learning_rate: float = Field(default=1e-2, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     batch_size: int = Field(default=32, ge=1)
     epochs: int = Field(default=200, ge=1)
@@ -65,14 +73,20 @@ class SASRecConfig(RecommenderConfig):
     time_budget_s: float = Field(default=100.0, gt=0.0)
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     validation_users: int = Field(default=5_000, ge=1)
+    validation_user_share: float = Field(default=0.2, gt=0.0, le=1.0)
+    svd_init: bool = True
     seed: int = 42
     negatives: int = Field(default=0, ge=0)
     horizon: int = Field(default=5, ge=1)
-    loss_share: float = Field(default=1.0, gt=0.0, le=1.0)
+    window_share: float = Field(default=1 / 3, ge=0.0)
+    max_window: int = Field(default=200, ge=1)
+    targets: int = Field(default=16, ge=1)
+    near_bias: float = Field(default=1.0, ge=1.0)
+    loss_share: float = Field(default=0.5, gt=0.0, le=1.0)
     exclude_seen: bool = True
     refit_epochs: int = Field(default=0, ge=0)
     profile_weight: float | None = Field(default=None, ge=0.0, le=1.0)
-    threads: int = Field(default=2, ge=1)
+    threads: int = Field(default=1, ge=1)
 
 
 PROFILE_GRID: Final = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -136,20 +150,64 @@ def _padded(rows: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def _chunks(sequences: list[np.ndarray], length: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training windows: every sequence cut from its end into windows of `length` inputs, each input
-    position's targets the `horizon` items after it in the whole sequence (shifted by one, 0 pads)."""
-    inputs, targets = [], []
-    steps = np.arange(1, horizon + 1)
-    for seq in sequences:
-        padded = np.concatenate([seq + 1, np.zeros(horizon, dtype=np.int64)])
-        for end in range(len(seq) - 1, 0, -length):
-            start = max(0, end - length)
-            inputs.append(seq[start:end])
-            window = np.zeros((length, horizon), dtype=np.int64)
-            window[length - (end - start) :] = padded[np.arange(start, end)[:, None] + steps[None, :]]
-            targets.append(window)
-    return _padded(inputs, length), np.stack(targets) if targets else np.zeros((0, length, horizon), np.int64)
+def _windows(sequences: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training windows: every sequence cut from its end into windows of `length` inputs (its last item,
+    which has no future, left out). Returns the sequences concatenated (items shifted by one, 0 pads) and,
+    per window, each input's index into it (-1 pads, left) and the sequence's begin and end there."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.concatenate([s + 1 for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+    index, begin, end = [], [], []
+    for u, seq in enumerate(sequences):
+        for stop in range(len(seq) - 1, 0, -length):
+            start = max(0, stop - length)
+            row = np.full(length, -1, dtype=np.int64)
+            row[length - (stop - start) :] = offsets[u] + np.arange(start, stop)
+            index.append(row)
+            begin.append(offsets[u])
+            end.append(offsets[u + 1])
+    rows = np.stack(index) if index else np.zeros((0, length), np.int64)
+    return flat.astype(np.int64), rows, np.asarray(begin, np.int64), np.asarray(end, np.int64)
+
+
+def _future(flat: Any, index: Any, begin: Any, end: Any, cfg: SASRecConfig, generator: Any) -> Any:
+    """Each input position's targets (shifted by one, 0 pads): with `window_share` 0 the next `horizon`
+    items; otherwise `targets` items drawn from the next max(`horizon`, `window_share` × items seen so far)
+    (at most `max_window`), nearer ones likelier as `near_bias` grows — the question a recommendation
+    answers is the set a user takes up over a stretch proportional to their history, not the next item."""
+    torch = _torch.require_torch()
+    if cfg.window_share <= 0:
+        step = torch.arange(1, cfg.horizon + 1).expand(*index.shape, cfg.horizon)
+    else:
+        seen = (index - begin[:, None] + 1).to(torch.float32)
+        window = torch.clamp(torch.ceil(cfg.window_share * seen), min=cfg.horizon, max=cfg.max_window)
+        drawn = torch.rand(*index.shape, cfg.targets, generator=generator) ** cfg.near_bias
+        step = 1 + (drawn * window[..., None]).long()
+    at = index[..., None] + step
+    valid = (index[..., None] >= 0) & (at < end[:, None, None])
+    return torch.where(valid, flat[at.clamp(max=max(len(flat) - 1, 0))], 0)
+
+
+def _factor_init(network: Any, sequences: list[np.ndarray], n_items: int, cfg: SASRecConfig) -> None:
+    """Item embeddings started from a truncated SVD of the (user × item) matrix of the training sequences,
+    scaled to the random initialisation's spread: items that share users start close, so the few epochs a
+    CPU budget allows go into order and recency rather than into rediscovering co-occurrence."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import svds
+
+    torch = _torch.require_torch()
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    cols = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+    matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(sequences), n_items))
+    rank = min(cfg.dim, min(matrix.shape) - 1)
+    if rank < 1 or matrix.nnz == 0:
+        return
+    _, values, vt = svds(matrix, k=rank, random_state=cfg.seed)
+    vectors = np.zeros((n_items, cfg.dim), np.float32)
+    vectors[:, :rank] = (vt.T * np.sqrt(values)[None, :]).astype(np.float32)
+    vectors *= cfg.dim**-0.5 / max(float(vectors.std()), 1e-12)
+    with torch.no_grad():
+        network.items.weight[1:] = torch.from_numpy(vectors)
 
 
 class SASRec(Recommender[SASRecConfig]):
@@ -172,31 +230,32 @@ class SASRec(Recommender[SASRecConfig]):
 
     @classmethod
     def memory_estimate(cls, n_users: int, n_items: int, n_interactions: int) -> int:
-        """Bytes a fit needs at the default config: the user and item vectors, the training windows with their
-        `horizon` targets, and one batch's logits (positions × items) with the seen-item mask, the log-softmax
-        and their gradients."""
+        """Bytes a fit needs at the default config: the user and item vectors, the training windows' indices,
+        and one batch's logits (positions × items) with their softmax and gradients."""
         cfg = SASRecConfig()
-        logits = 4 * cfg.batch_size * cfg.max_len * n_items * 4
-        return int(logits + 8 * (2 + cfg.horizon) * n_interactions + 4 * cfg.dim * (n_users + 8 * n_items))
+        logits = 3 * cfg.batch_size * cfg.max_len * n_items * 4
+        return int(logits + 8 * 4 * n_interactions + 4 * cfg.dim * (n_users + 8 * n_items))
 
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
         torch = _torch.seeded(cfg.seed, cfg.threads)
         n_items = len(data.items)
         sequences = user_sequences(data)
-        held, counts = _torch.held_out(sequences, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+        limit = min(cfg.validation_users, max(1, math.ceil(cfg.validation_user_share * len(sequences))))
+        held, counts = _torch.held_out(sequences, cfg.validation_fraction, limit, cfg.seed)
         cut = dict(zip(held, counts, strict=True))
         train_seqs = [s[: len(s) - cut.get(u, 0)] for u, s in enumerate(sequences)]
-        inputs, targets = _chunks(train_seqs, cfg.max_len, cfg.horizon)
         val_seen = [train_seqs[u] for u in held]
         val_inputs = _padded(val_seen, cfg.max_len)
         val_targets = [sequences[u][len(train_seqs[u]) :] for u in held]
 
         network = _network(n_items, cfg)
+        if cfg.svd_init:
+            _factor_init(network, train_seqs, n_items, cfg)
         optimiser = torch.optim.Adam(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         clock = _torch.TrainingClock(cfg.time_budget_s, cfg.patience, reserve_epochs=cfg.refit_epochs if held else 0)
         generator = torch.Generator().manual_seed(cfg.seed)
-        windows = torch.from_numpy(inputs), torch.from_numpy(targets)
+        windows = tuple(torch.from_numpy(a) for a in _windows(train_seqs, cfg.max_len))
         best = _torch.export_state(network)
         for epoch in range(cfg.epochs):
             loss = self._epoch(network, optimiser, windows, generator, clock.deadline)
@@ -214,35 +273,34 @@ class SASRec(Recommender[SASRecConfig]):
         self.validation_ndcg_ = clock.best
         self.profile_weight_ = self._profile_weight(network, val_seen, val_targets)
         if held and cfg.refit_epochs:
-            full = tuple(torch.from_numpy(a) for a in _chunks(sequences, cfg.max_len, cfg.horizon))
+            full = tuple(torch.from_numpy(a) for a in _windows(sequences, cfg.max_len))
             for epoch in range(cfg.refit_epochs):
                 loss = self._epoch(network, optimiser, full, generator, clock.deadline + 0.1 * cfg.time_budget_s)
                 logger.debug("sasrec refit epoch %d on the validation data too: loss %.4f", epoch, loss)
         self._encode(network, sequences)
 
-    def _epoch(
-        self, network: Any, optimiser: Any, windows: tuple[Any, Any], generator: Any, deadline: float
-    ) -> float:
-        """One pass over the training windows (inputs, targets) in random order, cut short at `deadline`
-        (`time.perf_counter()`); the last batch's loss."""
+    def _epoch(self, network: Any, optimiser: Any, windows: tuple[Any, ...], generator: Any, deadline: float) -> float:
+        """One pass over the training windows (`_windows`' flat items, index, begin, end) in random order,
+        targets drawn afresh (`_future`), cut short at `deadline` (`time.perf_counter()`); the last batch's
+        loss."""
         torch = _torch.require_torch()
         cfg = self.config
-        x_all, y_all = windows
+        flat, index_all, begin_all, end_all = windows
         network.train()
         loss = torch.zeros(())
-        for batch in torch.randperm(len(x_all), generator=generator).split(cfg.batch_size):
+        causal = torch.tril(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool))
+        for batch in torch.randperm(len(index_all), generator=generator).split(cfg.batch_size):
             if time.perf_counter() > deadline:
                 logger.info("sasrec: time budget of %.0f s reached within an epoch", cfg.time_budget_s)
                 break
-            x, y = x_all[batch], y_all[batch]
-            keep = y[:, :, 0] > 0
+            index = index_all[batch]
+            x = torch.where(index >= 0, flat[index.clamp(min=0)], 0)
+            y = _future(flat, index, begin_all[batch], end_all[batch], cfg, generator)
+            keep = (y > 0).any(2)
             if cfg.loss_share < 1.0:
                 keep &= torch.rand(keep.shape, generator=generator) < cfg.loss_share
             hidden = network(x)[keep]
-            exclude = None
-            if cfg.exclude_seen:
-                causal = torch.tril(torch.ones(x.shape[1], x.shape[1], dtype=torch.bool))
-                exclude = torch.where(causal[None], x[:, None, :], 0)[keep] - 1
+            exclude = torch.where(causal[None], x[:, None, :], 0)[keep] - 1 if cfg.exclude_seen else None
             loss = _torch.next_item_loss(
                 hidden, network.item_matrix(), y[keep] - 1, cfg.negatives, generator, exclude=exclude
             )

@@ -13,7 +13,7 @@ import pytest
 from recstack.errors import MissingExtra
 from recstack.models import _torch
 from recstack.models.base import Recommender
-from recstack.models.sequential import SASRec, _chunks
+from recstack.models.sequential import SASRec, SASRecConfig, _factor_init, _future, _windows
 from recstack.testing.recommender import Platform, RecommenderContract
 
 from .deep import require_torch
@@ -87,17 +87,59 @@ def test_without_torch_fit_names_the_extra(platform: Platform, monkeypatch: pyte
         SASRec(**FAST).fit(platform.train)
 
 
+def _chunks(sequences: list[np.ndarray], length: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The windows' inputs and one draw of their targets (both shifted by one, 0 pads)."""
+    import torch
+
+    flat, index, begin, end = (torch.from_numpy(a) for a in _windows(sequences, length))
+    inputs = torch.where(index >= 0, flat[index.clamp(min=0)], 0)
+    cfg = SASRecConfig(max_len=length, **params)
+    return inputs.numpy(), _future(flat, index, begin, end, cfg, torch.Generator().manual_seed(0)).numpy()
+
+
 def test_each_position_targets_the_next_horizon_items() -> None:
-    inputs, targets = _chunks([np.array([10, 11, 12, 13])], length=5, horizon=2)
+    inputs, targets = _chunks([np.array([10, 11, 12, 13])], 5, horizon=2, window_share=0)
     # Shifted by one (0 pads): inputs 10, 11, 12 left-padded; each one's targets are the two items after it.
     np.testing.assert_array_equal(inputs, [[0, 0, 11, 12, 13]])
     np.testing.assert_array_equal(targets[0], [[0, 0], [0, 0], [12, 13], [13, 14], [14, 0]])
 
 
 def test_windows_of_a_long_sequence_look_past_their_end() -> None:
-    inputs, targets = _chunks([np.arange(7)], length=3, horizon=2)
-    np.testing.assert_array_equal(inputs, [[4, 5, 6], [1, 2, 3]])
+    inputs, targets = _chunks([np.arange(7), np.array([20, 21])], 3, horizon=2, window_share=0)
+    np.testing.assert_array_equal(inputs, [[4, 5, 6], [1, 2, 3], [0, 0, 21]])
     np.testing.assert_array_equal(targets[1], [[2, 3], [3, 4], [4, 5]])
+    np.testing.assert_array_equal(targets[2], [[0, 0], [0, 0], [22, 0]])  # never into the next user's items
+
+
+def test_drawn_targets_lie_in_a_window_proportional_to_the_history() -> None:
+    sequence = np.arange(100)
+    inputs, targets = _chunks([sequence], 99, horizon=3, window_share=0.5, targets=50)
+    seen = np.arange(1, 100)  # input position p has seen p + 1 items, its own included
+    window = np.clip(np.ceil(0.5 * seen), 3, 200).astype(int)
+    step = np.where(targets[0] > 0, targets[0] - inputs[0][:, None], 0)
+    assert (step[targets[0] > 0] >= 1).all()
+    assert (step <= window[:, None]).all()
+    assert (targets[0] <= 100).all()  # within the sequence (shifted by one)
+    # The window grows with the history: late positions reach far, early ones stay near.
+    assert step[50:70].max() > 20 and step[:5].max() <= 3
+    _, near = _chunks([sequence], 99, horizon=3, window_share=0.5, targets=50, near_bias=3.0)
+    near_step = np.where(near[0] > 0, near[0] - inputs[0][:, None], 0)
+    assert near_step[60:80][near_step[60:80] > 0].mean() < step[60:80][step[60:80] > 0].mean()
+
+
+def test_factor_init_starts_co_occurring_items_close() -> None:
+    from recstack.models.sequential import _network
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.permutation(np.arange(0, 10) if u % 2 else np.arange(10, 20)) for u in range(40)]
+    cfg = SASRecConfig(dim=8)
+    network = _network(20, cfg)
+    _factor_init(network, sequences, 20, cfg)
+    vectors = network.item_matrix().detach()
+    unit = vectors / vectors.norm(dim=1, keepdim=True)
+    cosine = unit @ unit.T
+    assert float(cosine[:10, :10].mean()) > 0.9 and float(cosine[:10, 10:].abs().mean()) < 0.1
+    assert float(vectors.std()) == pytest.approx(8**-0.5, rel=1e-2)
 
 
 def test_multi_target_loss_is_the_mean_over_real_targets_and_skips_excluded_items() -> None:
