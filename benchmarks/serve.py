@@ -306,6 +306,36 @@ def _metric_sum(base: str, name: str) -> float:
                if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
 
 
+def wait_idle(pid: int, timeout: float = 120.0, busy_share: float = 0.15, at_least_s: float = 8.0) -> float:
+    """Seconds until the server (and its workers) used under `busy_share` of a CPU over one second: its
+    background start-up work (catalogue, trending, content index, novel ranks; the first of it starts a
+    tick after ready, hence `at_least_s`) done, so that it does not fall inside one arm of a comparison
+    and not the other."""
+    from recstack.testing.soak import process_tree
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        total = 0
+        for p in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    started = time.monotonic()
+    last = cpu()
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu()
+        if now - last < busy_share and time.monotonic() - started >= at_least_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 def impressions_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str, Any]:
     """The impression log off and on, alternated `rounds` times in the same run (one worker, throughput
     only); with it on, the impressions the server wrote against the answers it served."""
@@ -322,6 +352,7 @@ def impressions_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str
             before = count()
             server, base, _, _ = start_server(workdir, 1)
             try:
+                settle_s = wait_idle(server.pid)
                 client = run_client(workdir, base, seconds, throughput_only=True)
                 served = _metric_sum(base, "recstack_recommendation_answers_total")
                 dropped = _metric_sum(base, "recstack_impressions_dropped")
@@ -334,7 +365,8 @@ def impressions_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str
                    "p99_ms": uncached["p99_ms"], "errors": uncached["errors"] + client["uncached_warmup"]["errors"],
                    "answers_served": served,
                    "answers_sent": uncached["requests"] + client["uncached_warmup"]["requests"],
-                   "impressions_written": count() - before, "answers_dropped": dropped}
+                   "impressions_written": count() - before, "answers_dropped": dropped, "settle_s": settle_s,
+                   "load_average": os.getloadavg()}
             print(f"impressions {mode}: {json.dumps(run)}", flush=True)
             measured[mode].append(run)
     os.environ.pop("RECSTACK_LOG_IMPRESSIONS", None)

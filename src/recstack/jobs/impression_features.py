@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from recstack.storage.lake import Lake
     from recstack.storage.store import Store
 
-__all__ = ["catch_up", "features_of", "has_ranking_features", "write_impression_features"]
+__all__ = ["catch_up", "features_of", "has_ranking_features", "watermark", "write_impression_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def catch_up(store: Store, lake: Lake, registry: Registry, now_ms: int) -> int:
     """One pass of the loop: features of the impressions served since the watermark, up to `LAG_MS` before
     `now_ms`, by the registered versions whose kind has a ranker (no other version is loaded, nor its
     impressions read); then the watermark moves. Returns the rows written."""
-    start = _watermark(lake)
+    start = watermark(lake)
     start = now_ms - FIRST_WINDOW_MS if start is None else start
     end = now_ms - LAG_MS
     if end <= start:
@@ -134,7 +134,8 @@ def _ranks(kind: str) -> bool:
         return False
 
 
-def _watermark(lake: Lake) -> int | None:
+def watermark(lake: Lake) -> int | None:
+    """The served time (epoch ms) before which impression features were written, None before any pass."""
     path = f"{lake.root}/impressions/{WATERMARK}"
     if not lake.fs.exists(path):
         return None
