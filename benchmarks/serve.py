@@ -16,7 +16,10 @@ Run: `.venv/bin/python benchmarks/serve.py [--workdir DIR] [--seconds 15] [--wor
    served (memory-mapped) index against exact search. With N > 1 workers: throughput only.
 4. `--auth-cost`: authentication off and on (an API key on every request), alternated twice in the same
    run, one worker: uncached throughput, cached latency and throughput, and their ratios (keys vs none).
-5. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
+5. `--impressions-cost`: the impression log off and on (`RECSTACK_LOG_IMPRESSIONS`), alternated twice in the
+   same run, one worker: uncached and `/healthz` throughput, their ratio, p50/p99; with the log on, the rows
+   it added to the store against the answers served (and the answers it dropped).
+6. `--soak S`: reads and events for S seconds against one worker, a second prepared version promoted half-way
    (`recstack.testing.soak`): failures, p99 per minute, RSS over time.
 Results: benchmarks/results/serve-<model>[-scale].json.
 """
@@ -302,6 +305,88 @@ def auth_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str, Any]:
     return {"rounds": rounds, "seconds": seconds, "summary": summary, "runs": measured}
 
 
+def _metric_sum(base: str, name: str) -> float:
+    """One metric of the server's /metrics, summed over its labels (0 when absent)."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+
+
+def wait_idle(pid: int, timeout: float = 120.0, busy_share: float = 0.15, at_least_s: float = 8.0) -> float:
+    """Seconds until the server (and its workers) used under `busy_share` of a CPU over one second: its
+    background start-up work (catalogue, trending, content index, novel ranks; the first of it starts a
+    tick after ready, hence `at_least_s`) done, so that it does not fall inside one arm of a comparison
+    and not the other."""
+    from recstack.testing.soak import process_tree
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        total = 0
+        for p in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    started = time.monotonic()
+    last = cpu()
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu()
+        if now - last < busy_share and time.monotonic() - started >= at_least_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def impressions_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """The impression log off and on, alternated `rounds` times in the same run (one worker, throughput
+    only); with it on, the impressions the server wrote against the answers it served."""
+    import sqlite3
+
+    def count() -> int:
+        with sqlite3.connect(workdir / "recstack.db") as conn:
+            return int(conn.execute("SELECT count(*) FROM impressions").fetchone()[0])
+
+    measured: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            os.environ["RECSTACK_LOG_IMPRESSIONS"] = "true" if mode == "on" else "false"
+            before = count()
+            server, base, _, _ = start_server(workdir, 1)
+            try:
+                settle_s = wait_idle(server.pid)
+                client = run_client(workdir, base, seconds, throughput_only=True)
+                served = _metric_sum(base, "recstack_recommendation_answers_total")
+                dropped = _metric_sum(base, "recstack_impressions_dropped")
+            finally:
+                stop(server)  # the log writes what it still holds on shutdown
+            uncached, trivial = client["uncached_throughput"], client["trivial_throughput"]
+            run = {"uncached_rps": uncached["rps"], "trivial_rps": trivial["rps"],
+                   "trivial_rps_runs": client["trivial_throughput_runs"],
+                   "ratio": uncached["rps"] / trivial["rps"], "p50_ms": uncached["p50_ms"],
+                   "p99_ms": uncached["p99_ms"], "errors": uncached["errors"] + client["uncached_warmup"]["errors"],
+                   "answers_served": served,
+                   "answers_sent": uncached["requests"] + client["uncached_warmup"]["requests"],
+                   "impressions_written": count() - before, "answers_dropped": dropped, "settle_s": settle_s,
+                   "load_average": os.getloadavg()}
+            print(f"impressions {mode}: {json.dumps(run)}", flush=True)
+            measured[mode].append(run)
+    os.environ.pop("RECSTACK_LOG_IMPRESSIONS", None)
+
+    def median(mode: str, field: str) -> float:
+        return float(np.median([r[field] for r in measured[mode]]))
+
+    summary = {field: {"off": median("off", field), "on": median("on", field)}
+               for field in ("ratio", "uncached_rps", "trivial_rps", "p50_ms", "p99_ms")}
+    return {"rounds": rounds, "seconds": seconds, "summary": summary, "runs": measured}
+
+
 def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throughput_only: bool = False) -> None:
     host = "127.0.0.1"
     rng = random.Random(5)
@@ -314,7 +399,7 @@ def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throu
 
     results: dict[str, Any] = {}
     load(host, port, ["/healthz"] * 2000, 4, 2)  # warm-up: connections, code paths
-    load(host, port, take(2000), 4, 3)
+    results["uncached_warmup"] = load(host, port, take(2000), 4, 3)
     before = load(host, port, ["/healthz"] * 10_000_000, 16, seconds)
     results["uncached_throughput"] = load(host, port, take(60_000), 16, seconds)
     # Again after: the worker's background start-up work (content index, novel ranks) overlaps the first
@@ -584,6 +669,9 @@ def main() -> None:
     parser.add_argument("--client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--auth-cost", action="store_true", help="only auth off vs on (setup reused), same run")
+    parser.add_argument("--impressions-cost", action="store_true",
+                        help="only the impression log off vs on (setup reused), same run")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --auth-cost / --impressions-cost")
     parser.add_argument("--auth-client", nargs=3, metavar=("PORT", "USERS_FILE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.auth_client:
@@ -609,8 +697,16 @@ def main() -> None:
     print(f"setup: {json.dumps(info['timings'])}")
     retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")
+    if args.impressions_cost:
+        cost = impressions_cost(workdir, args.seconds, args.rounds)
+        cost.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg(),
+                    machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+                    setup={k: info[k] for k in ("users", "items", "interactions", "model")})
+        RESULTS.with_name(f"serve-{args.model}-impressions.json").write_text(json.dumps(cost, indent=2))
+        print(json.dumps(cost["summary"], indent=2))
+        return
     if args.auth_cost:
-        cost = auth_cost(workdir, args.seconds)
+        cost = auth_cost(workdir, args.seconds, args.rounds)
         cost.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg(),
                     machine={"cpus": os.cpu_count(), "python": platform.python_version()},
                     setup={k: info[k] for k in ("users", "items", "interactions", "model")})

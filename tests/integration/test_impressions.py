@@ -6,6 +6,8 @@ import time
 
 import orjson
 import pandas as pd
+import pytest
+import sqlalchemy as sa
 
 from recstack.serving.impressions import ImpressionLog
 from recstack.storage import Store
@@ -55,6 +57,44 @@ def test_feedback_rate_per_version_counts_positives_inside_the_window(store: Sto
     strict = store.feedback_rates(T, T + HOUR, HOUR, PositiveRule(event_types=(), watch_min_s=60.0), [1, 2])
     assert strict["positives"].tolist() == [0, 0]
     assert store.feedback_rates(T + 9 * HOUR, T + 10 * HOUR, HOUR).empty
+
+
+def test_impression_rows_go_in_one_transaction_and_read_back_in_order(store: Store) -> None:
+    assert store.write_impression_rows([
+        (T + 1, "u2", "a", 1, None, "r2"), (T, "u1", "b", 2, 3, "r1"), (T, "u1", "a", 1, 3, "r1"),
+    ]) == 3
+    with pytest.raises(sa.exc.IntegrityError):  # the second row breaks a constraint: the first is not kept
+        store.write_impression_rows([(T + 2, "u3", "c", 1, 3, "r3"), (T + 2, None, "d", 2, 3, "r3")])  # type: ignore[list-item]
+    back = store.read_impressions(T, T + 10)
+    assert list(back.columns) == list(IMPRESSION_COLUMNS) and str(back["model_version"].dtype) == "Int64"
+    assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False, name=None)] == [
+        (T, "u1", "a", 1, 3, "r1"), (T, "u1", "b", 2, 3, "r1"), (T + 1, "u2", "a", 1, None, "r2"),
+    ]
+    assert store.read_impressions(T, T + 1)["user_id"].tolist() == ["u1", "u1"]
+    assert store.read_impressions(T, T + 10, model_versions=[3])["request_id"].tolist() == ["r1", "r1"]
+    assert store.read_impressions(T + 10, T + 20).empty
+
+
+def test_answers_are_taken_apart_by_the_database_one_row_per_item_in_order(store: Store) -> None:
+    def body(*items: str) -> bytes:
+        return orjson.dumps({"user_id": "x", "items": [{"item_id": i, "score": 0.5, "reason": "é"} for i in items]})
+
+    written = store.write_answer_impressions([
+        (T, "u1", 3, "r1", body("a", "b", "c")),
+        (T + 1, "u2", None, "r2", body("c")),
+        (T + 2, "u3", 3, "r3", orjson.dumps({"items": []})),
+        (T + 3, "u4", 3, "r4", orjson.dumps({"detail": "no items key"})),
+    ])
+    assert written == 4
+    back = store.read_impressions(T, T + 10)
+    assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False, name=None)] == [
+        (T, "u1", "a", 1, 3, "r1"), (T, "u1", "b", 2, 3, "r1"), (T, "u1", "c", 3, 3, "r1"),
+        (T + 1, "u2", "c", 1, None, "r2"),
+    ]
+    for bad in (b"not json", orjson.dumps({"items": [{"score": 1.0}]})):
+        with pytest.raises(sa.exc.DBAPIError):  # the whole batch: the log falls back to parsing it itself
+            store.write_answer_impressions([(T + 5, "u5", 1, "r5", body("z")), (T + 5, "u6", 1, "r6", bad)])
+    assert len(store.read_impressions(T, T + 10)) == 4
 
 
 def test_impression_log_writes_in_batches_off_the_request_path_and_flushes_on_stop(store: Store) -> None:

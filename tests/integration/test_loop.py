@@ -20,6 +20,7 @@ from recstack.cli.main import app
 from recstack.config import Settings
 from recstack.ingestion.pipeline import IngestOptions, RawBatch, ingest
 from recstack.ingestion.synthetic import SyntheticConfig, iter_interactions, make_catalog
+from recstack.jobs import impression_features
 from recstack.jobs.loop import LOOP_DECISION_TAG, LoopConfig, run_once
 from recstack.jobs.training import TrainingResult, read_snapshot, train_and_register
 from recstack.models.base import Recommender
@@ -166,6 +167,9 @@ def test_a_champion_users_like_less_than_the_previous_one_is_rolled_back(make_pl
     assert decision.numbers["impressions"] >= 200 and decision.numbers["previous_impressions"] >= 200
     champion = registry.champion()
     assert champion is not None and champion.version == 1
+    # Neither version has a ranker: the pass moved the features watermark and wrote no features.
+    assert impression_features.watermark(platform.lake) == now - impression_features.LAG_MS
+    assert platform.lake.read_impression_features().empty
 
     again = run_once(store, platform.lake, registry, config, now_ms=now)
     assert [(d.rule, d.kind) for d in again] == [("retrain", "not_triggered")]  # a restored champion is not re-judged

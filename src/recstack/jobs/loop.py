@@ -38,6 +38,7 @@ import pandas as pd
 
 from recstack.errors import RecstackError
 from recstack.evaluation.holdout import Evaluation, Holdout, relevant_pairs, score_recommendations
+from recstack.jobs import impression_features
 from recstack.jobs.training import (
     K,
     Progress,
@@ -116,15 +117,20 @@ def run_once(
     now_ms: int | None = None,
     progress: Progress | None = None,
 ) -> list[Decision]:
-    """One pass: the online rule, then (unless it rolled back) the retrain rule; every decision is logged."""
+    """One pass: the online rule, then (unless it rolled back) the retrain rule; every decision is logged.
+    Then the ranking features of what rankers served since the last pass go to the lake
+    (`jobs.impression_features`; a failure there is logged and never stops the loop)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     decisions: list[Decision] = []
     online = check_online(store, registry, config, now)
     if online is not None:
         decisions.append(_logged(registry, online, now))
-        if online.kind == "rolled_back":
-            return decisions
-    decisions.append(_logged(registry, check_retrain(store, lake, registry, config, now, progress), now))
+    if online is None or online.kind != "rolled_back":
+        decisions.append(_logged(registry, check_retrain(store, lake, registry, config, now, progress), now))
+    try:
+        impression_features.catch_up(store, lake, registry, now)
+    except Exception:
+        logger.exception("impression features: pass failed; the next pass retries from the same watermark")
     return decisions
 
 

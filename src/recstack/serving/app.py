@@ -114,10 +114,10 @@ def create_app(
             the_metrics.set_model(None, None)
         reloader.start()
         if settings.log_impressions:
-            from recstack.storage.lake import Lake
-
-            service.impressions = ImpressionLog(the_store, lake=Lake(settings.lake_root))
-            service.impressions.start()
+            impressions = service.impressions = ImpressionLog(the_store)
+            the_metrics.impressions_written.set_function(lambda: float(impressions.written))
+            the_metrics.impressions_dropped.set_function(lambda: float(impressions.dropped))
+            impressions.start()
         keyring = KeyRing(the_store, ttl_s=settings.key_cache_ttl_s) if settings.auth == "keys" else None
         app.state.service, app.state.reloader, app.state.store = service, reloader, the_store
         app.state.intake, app.state.keyring = intake, keyring

@@ -58,6 +58,14 @@ class Metrics:
         self.outbox_pending = Gauge(
             "recstack_outbox_pending", "Messages kept in the local outbox until the bus answers.", registry=r
         )
+        self.impressions_written = Gauge(
+            "recstack_impressions_written", "Impressions (items of answers) this process wrote to the store.",
+            registry=r,
+        )
+        self.impressions_dropped = Gauge(
+            "recstack_impressions_dropped", "Answers whose impressions were dropped (buffer full, store refused).",
+            registry=r,
+        )
         self.cache_up.set(1)
 
     def set_model(self, name: str | None, version: int | None) -> None:

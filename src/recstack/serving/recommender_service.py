@@ -357,7 +357,7 @@ class RecommendationService:
             if body is not None:
                 self._cache_hit.inc()
                 if self.impressions is not None:
-                    self.impressions.record(user_id, body, model.version if model else None, model)
+                    self.impressions.record(user_id, body, model.version if model else None)
                 return Answer(body, {**headers, "X-Cache": "hit"})
             if self.cache_ok:
                 self._cache_miss.inc()
@@ -367,7 +367,7 @@ class RecommendationService:
         if key is not None:
             self._cache_call(self.cache.set, key, body, self.cache_ttl_s)
         if self.impressions is not None:
-            self.impressions.record(user_id, body, model.version if model else None, model)
+            self.impressions.record(user_id, body, model.version if model else None)
         return Answer(body, {**headers, "X-Cache": "miss"})
 
     def _version(self, user_id: str) -> int:

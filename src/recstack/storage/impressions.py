@@ -12,9 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["FEEDBACK_COLUMNS", "IMPRESSION_COLUMNS", "PositiveRule"]
+__all__ = ["FEEDBACK_COLUMNS", "IMPRESSION_COLUMNS", "ImpressionRow", "PositiveRule", "ServedAnswer"]
 
 IMPRESSION_COLUMNS: Final = ("served_at", "user_id", "item_id", "position", "model_version", "request_id")
+ImpressionRow = tuple[int, str, str, int, int | None, str]
+"""One impression as plain values, in `IMPRESSION_COLUMNS` order."""
+ServedAnswer = tuple[int, str, int | None, str, bytes]
+"""One answer served: `served_at`, `user_id`, `model_version`, `request_id` and the answer's JSON, an object
+whose `items` array holds objects with an `item_id`; each item is one impression, positioned 1, 2, …"""
 FEEDBACK_COLUMNS: Final = ("model_version", "impressions", "positives", "rate")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,13 @@ from recstack.errors import BackendUnavailable, MissingExtra
 from recstack.schema import INTERACTION_COLUMNS, RecordKind
 from recstack.storage import tables as t
 from recstack.storage.api_keys import ApiKeyRows
-from recstack.storage.impressions import FEEDBACK_COLUMNS, IMPRESSION_COLUMNS, PositiveRule
+from recstack.storage.impressions import (
+    FEEDBACK_COLUMNS,
+    IMPRESSION_COLUMNS,
+    ImpressionRow,
+    PositiveRule,
+    ServedAnswer,
+)
 from recstack.storage.store import IngestRun, WriteResult
 
 log = logging.getLogger(__name__)
@@ -358,17 +364,62 @@ class SqlStore(ApiKeyRows):
         if rows.empty:
             return 0
         frame = rows.loc[:, list(IMPRESSION_COLUMNS)]
-        records = [
+        return self.write_impression_rows([
             (int(at), str(user), str(item), int(pos), None if pd.isna(version) else int(version), str(request))
             for at, user, item, pos, version, request in frame.itertuples(index=False)
-        ]
+        ])
+
+    def write_impression_rows(self, rows: Sequence[ImpressionRow]) -> int:
+        if not rows:
+            return 0
         # The driver's executemany with plain tuples: every served answer lands here, and SQLAlchemy's
         # per-row statement handling cost the serving process more CPU than the requests that made them.
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         sql = f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) VALUES ({', '.join([mark] * 6)})"
         with self._connect() as conn:
-            conn.exec_driver_sql(sql, records)
-        return len(records)
+            conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
+        return len(rows)
+
+    def write_answer_impressions(self, answers: Sequence[ServedAnswer]) -> int:
+        if not answers:
+            return 0
+        # The database takes each answer's JSON apart (json_each / jsonb_array_elements), one parameter row
+        # per answer: no Python object per item in the serving process, and the work runs with the GIL free.
+        if self.dialect == "sqlite":
+            sql = (
+                f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) "
+                "SELECT ?, ?, json_extract(i.value, '$.item_id'), i.key + 1, ?, ? FROM json_each(?, '$.items') AS i"
+            )
+        else:
+            sql = (
+                f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) "
+                "SELECT %s, %s, i.value ->> 'item_id', i.n, %s, %s "
+                "FROM jsonb_array_elements((%s)::jsonb -> 'items') WITH ORDINALITY AS i(value, n)"
+            )
+        # As text: SQLite's JSON functions refuse a BLOB, PostgreSQL casts text, not bytea, to jsonb.
+        params = [(at, user, version, request, body.decode()) for at, user, version, request, body in answers]
+        with self._connect() as conn:
+            result = conn.exec_driver_sql(sql, params)
+        return int(result.rowcount)
+
+    def read_impressions(
+        self, start_ms: int, end_ms: int, model_versions: Iterable[int] | None = None
+    ) -> pd.DataFrame:
+        imp = t.impressions
+        query = (
+            sa.select(*[imp.c[name] for name in IMPRESSION_COLUMNS])
+            .where(imp.c.served_at >= int(start_ms), imp.c.served_at < int(end_ms))
+            .order_by(imp.c.served_at, imp.c.request_id, imp.c.position)
+        )
+        if model_versions is not None:
+            query = query.where(imp.c.model_version.in_([int(v) for v in model_versions]))
+        with self._connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
+        for name in ("served_at", "position"):
+            frame[name] = frame[name].astype("int64")
+        frame["model_version"] = frame["model_version"].astype("Int64")
+        return frame
 
     def feedback_rates(
         self,

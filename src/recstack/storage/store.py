@@ -6,14 +6,14 @@ difference between SQLite and PostgreSQL, so one class serves both; dialect bran
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from recstack.schema import RecordKind
-from recstack.storage.impressions import PositiveRule
+from recstack.storage.impressions import ImpressionRow, PositiveRule, ServedAnswer
 
 
 @dataclass
@@ -108,6 +108,21 @@ class Store(Protocol):
 
     def write_impressions(self, rows: pd.DataFrame) -> int:
         """Append impressions (columns `storage.impressions.IMPRESSION_COLUMNS`); returns how many."""
+
+    def write_impression_rows(self, rows: Sequence[ImpressionRow]) -> int:
+        """`write_impressions` for plain tuples, in one transaction (no DataFrame)."""
+
+    def write_answer_impressions(self, answers: Sequence[ServedAnswer]) -> int:
+        """The impressions of served answers (`storage.impressions.ServedAnswer`: one row per item of each
+        answer's JSON), all in one transaction, the JSON taken apart by the database; returns the rows
+        written. A body that is not such JSON fails the whole call. The serving writer's path."""
+
+    def read_impressions(
+        self, start_ms: int, end_ms: int, model_versions: Iterable[int] | None = None
+    ) -> pd.DataFrame:
+        """The impressions served in [start_ms, end_ms) (by `model_versions` only, when given), columns
+        `IMPRESSION_COLUMNS`, in (served_at, request_id, position) order; `model_version` is Int64 (<NA> for
+        the popularity fallback)."""
 
     def feedback_rates(
         self,
