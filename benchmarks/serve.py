@@ -496,27 +496,32 @@ def scale_vectors(
 def search_curve(index: Any, held_out: np.ndarray) -> list[dict[str, float]]:
     """An IVF's recall@100 (500 held-out users) and single-threaded k=200 search p50 / p99 (300 users) at
     other `nprobe` values; restored after."""
-    import faiss
-
     if not hasattr(index.index, "nprobe"):
         return []
     nlist, tuned = index.index.nlist, index.index.nprobe
     curve = []
     for value in sorted({n for n in (64, 256, 1024, nlist) if n <= nlist}):
         index.index.nprobe = value
-        faiss.omp_set_num_threads(1)
-        lat = []
-        for query in held_out[:300]:
-            at = time.perf_counter()
-            index.search(query, 200)
-            lat.append(time.perf_counter() - at)
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        ms = np.array(lat) * 1000
+        ms = _search_ms(index, held_out[:300])
         curve.append({"nprobe": value, "recall_at_100": index.recall_at(100, held_out[:500]),
                       "search_k200_p50_ms": float(np.percentile(ms, 50)),
                       "search_k200_p99_ms": float(np.percentile(ms, 99))})
     index.index.nprobe = tuned
     return curve
+
+
+def _search_ms(index: Any, queries: np.ndarray) -> np.ndarray:
+    """Milliseconds of each k=200 search, one thread (the request path's case)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    lat = []
+    for query in queries:
+        at = time.perf_counter()
+        index.search(query, 200)
+        lat.append(time.perf_counter() - at)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return np.array(lat) * 1000
 
 
 def scale_index(users: int, items: int, interactions: int, workdir: Path, kinds: list[str]) -> dict[str, Any]:
@@ -549,21 +554,14 @@ def scale_index(users: int, items: int, interactions: int, workdir: Path, kinds:
         started = time.perf_counter()
         index = ItemIndex.open(out, mapped_vectors, meta, config)
         open_s = time.perf_counter() - started
-        faiss.omp_set_num_threads(1)
         for query in held_out[:50]:  # warm the pages the searches touch
             index.search(query, 200)
-        lat = []
-        for query in held_out[:1000]:
-            at = time.perf_counter()
-            index.search(query, 200)
-            lat.append(time.perf_counter() - at)
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        ms = _search_ms(index, held_out[:1000])
         started = time.perf_counter()
         value = index.recall_at(100, held_out)
         recall_s = time.perf_counter() - started
         curve = search_curve(index, held_out)
         loads.append(os.getloadavg()[0])
-        ms = np.array(lat) * 1000
         results[kind] = {
             "index": index.kind, "recall_at_100": value, "tuned_recall": meta.get("recall"),
             "search_k200_p50_ms": float(np.percentile(ms, 50)), "search_k200_p99_ms": float(np.percentile(ms, 99)),
@@ -697,20 +695,13 @@ def main() -> None:
     print(f"setup: {json.dumps(info['timings'])}")
     retrieval = recall(workdir, workdir / "users.json")
     print(f"retrieval: {retrieval}")
-    if args.impressions_cost:
-        cost = impressions_cost(workdir, args.seconds, args.rounds)
+    if args.impressions_cost or args.auth_cost:
+        measure, what = (impressions_cost, "impressions") if args.impressions_cost else (auth_cost, "auth")
+        cost = measure(workdir, args.seconds, args.rounds)
         cost.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg(),
                     machine={"cpus": os.cpu_count(), "python": platform.python_version()},
                     setup={k: info[k] for k in ("users", "items", "interactions", "model")})
-        RESULTS.with_name(f"serve-{args.model}-impressions.json").write_text(json.dumps(cost, indent=2))
-        print(json.dumps(cost["summary"], indent=2))
-        return
-    if args.auth_cost:
-        cost = auth_cost(workdir, args.seconds, args.rounds)
-        cost.update(measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=os.getloadavg(),
-                    machine={"cpus": os.cpu_count(), "python": platform.python_version()},
-                    setup={k: info[k] for k in ("users", "items", "interactions", "model")})
-        RESULTS.with_name(f"serve-{args.model}-auth.json").write_text(json.dumps(cost, indent=2))
+        RESULTS.with_name(f"serve-{args.model}-{what}.json").write_text(json.dumps(cost, indent=2))
         print(json.dumps(cost["summary"], indent=2))
         return
     if args.soak_only:

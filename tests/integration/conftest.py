@@ -12,8 +12,9 @@ import pytest
 
 from conftest import unavailable
 from recstack.models.base import Recommender
+from recstack.storage import Store, open_store
 
-from .serving_support import World, make_world, train
+from .serving_support import World, load, make_world, train
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,16 @@ def world() -> World:
 @pytest.fixture(scope="module")
 def als(world: World) -> Recommender[Any]:
     return train(world)
+
+
+@pytest.fixture
+def loaded(store_url: str, world: World) -> Iterator[Store]:
+    """A migrated store (SQLite and PostgreSQL, by `store_url`) holding the world's catalogue and events."""
+    store = open_store(store_url)
+    store.migrate()
+    load(store, world)
+    yield store
+    store.close()
 
 
 REDIS_URL = os.environ.get("RECSTACK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

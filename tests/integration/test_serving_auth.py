@@ -12,23 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from integration.serving_support import FixedSource, World, load, running
+from integration.serving_support import FixedSource, World, running
 from recstack.config import Settings
 from recstack.models.base import Recommender
 from recstack.serving.app import create_app
 from recstack.serving.auth import Scope, issue_key
-from recstack.storage import Store, open_store
+from recstack.storage import Store
 
 Serve = Callable[..., AbstractContextManager[tuple[httpx.Client, dict[str, str]]]]
-
-
-@pytest.fixture
-def loaded(store_url: str, world: World) -> Iterator[Store]:
-    store = open_store(store_url)
-    store.migrate()
-    load(store, world)
-    yield store
-    store.close()
 
 
 @pytest.fixture

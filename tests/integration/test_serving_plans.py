@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,24 +12,15 @@ import orjson
 import pandas as pd
 import pytest
 
-from integration.serving_support import World, load
+from integration.serving_support import World
 from recstack.models.base import Recommender
 from recstack.serving.content import load_content
 from recstack.serving.data import load_catalog
 from recstack.serving.metrics import Metrics
 from recstack.serving.recommender_service import RecommendationService, ServingModel
 from recstack.serving.retrieval import RetrievalConfig
-from recstack.storage import Store, open_store
+from recstack.storage import Store
 from recstack.storage.cache import MemoryCache
-
-
-@pytest.fixture
-def loaded(store_url: str, world: World) -> Iterator[Store]:
-    store = open_store(store_url)
-    store.migrate()
-    load(store, world)
-    yield store
-    store.close()
 
 
 def service_for(store: Store, als: Recommender[Any], retrieval: RetrievalConfig) -> RecommendationService:

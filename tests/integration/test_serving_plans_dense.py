@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ def blend(world: World) -> Recommender[Any]:
         time_budget_s=20.0, max_trials=2, candidates=["ease", "item_knn"], folds=2, keep_within=0.01
     )
     return model.fit(world.interactions[columns], world.items)
-
-
-@pytest.fixture
-def loaded(store_url: str, world: World) -> Iterator[Store]:
-    store = open_store(store_url)
-    store.migrate()
-    load(store, world)
-    yield store
-    store.close()
 
 
 def test_plans_of_a_champion_without_embeddings_answer_like_the_live_path(
