@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from integration.serving_support import World, load
 from integration.test_serving_plans import answer, live, planned_users, same, service_for
 from recstack.models.base import Recommender
 from recstack.registry import Registry
 from recstack.serving.artefacts import open_artefact, prepare, prepared
 from recstack.serving.data import HistoryReader, load_catalog
 from recstack.serving.retrieval import RetrievalConfig
-from recstack.storage import Store, open_store
+from recstack.storage import Store
 
 
 @pytest.fixture
-def loaded(sqlite_url: str, world: World) -> Iterator[Store]:
-    store = open_store(sqlite_url)
-    store.migrate()
-    load(store, world)
-    yield store
-    store.close()
+def store_url(sqlite_url: str) -> str:
+    """These tests use the shared `loaded` store on the embedded default only."""
+    return sqlite_url
 
 
 @pytest.mark.parametrize("exact_max_items", [50_000, 100], ids=["exact", "ivf"])

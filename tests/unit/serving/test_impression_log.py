@@ -4,7 +4,6 @@ served it; a bounded buffer that drops and counts; a refused batch that is count
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import orjson
 import pandas as pd
@@ -12,15 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from recstack.serving.impressions import ImpressionLog
-from recstack.storage import Store, open_store
+from recstack.storage import Store
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    opened = open_store(sqlite_url)
-    opened.migrate()
-    yield opened
-    opened.close()
+def store_url(sqlite_url: str) -> str:
+    """A unit test: the shared `store` on the embedded default only (the store paths run on both in
+    tests/integration/test_impressions.py)."""
+    return sqlite_url
 
 
 def answer(*items: str) -> bytes:
