@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,7 +51,8 @@ def test_demo_ends_by_serving_the_api(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSTACK_")} | {"RECSTACK_HOME": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSTACK_")} | {"RECSTACK_HOME": str(tmp_path),
+                                                                                    "PYTHONFAULTHANDLER": "1"}
     args = ("demo", "--users", "50", "--items", "30", "--interactions", "600", "--no-train", "--port", str(port))
     server = subprocess.Popen([sys.executable, "-m", "recstack", *args], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -62,7 +64,9 @@ def test_demo_ends_by_serving_the_api(tmp_path: Path) -> None:
                 response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "the demo's server never answered"
+                if time.monotonic() > deadline:  # SIGABRT makes faulthandler print where every thread waits
+                    server.send_signal(signal.SIGABRT)
+                    raise AssertionError("the demo's server never answered:\n" + server.communicate(timeout=30)[0])
                 time.sleep(0.3)
         assert response.json() == {"status": "ok"}
         assert httpx.get(f"http://127.0.0.1:{port}/dashboard/login", timeout=10).status_code == 200
