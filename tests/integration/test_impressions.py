@@ -81,7 +81,7 @@ def test_answers_are_taken_apart_by_the_database_one_row_per_item_in_order(store
 
     written = store.write_answer_impressions([
         (T, "u1", 3, "r1", body("a", "b", "c")),
-        (T + 1, "u2", None, "r2", body("c")),
+        (T + 1, 'u"2é', None, "r\\2", body("c")),
         (T + 2, "u3", 3, "r3", orjson.dumps({"items": []})),
         (T + 3, "u4", 3, "r4", orjson.dumps({"detail": "no items key"})),
     ])
@@ -89,7 +89,7 @@ def test_answers_are_taken_apart_by_the_database_one_row_per_item_in_order(store
     back = store.read_impressions(T, T + 10)
     assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False, name=None)] == [
         (T, "u1", "a", 1, 3, "r1"), (T, "u1", "b", 2, 3, "r1"), (T, "u1", "c", 3, 3, "r1"),
-        (T + 1, "u2", "c", 1, None, "r2"),
+        (T + 1, 'u"2é', "c", 1, None, "r\\2"),
     ]
     for bad in (b"not json", orjson.dumps({"items": [{"score": 1.0}]})):
         with pytest.raises(sa.exc.DBAPIError):  # the whole batch: the log falls back to parsing it itself
