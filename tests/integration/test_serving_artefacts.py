@@ -20,6 +20,7 @@ from recstack.models.base import Recommender
 from recstack.registry import Registry
 from recstack.serving.artefacts import open_artefact, prepare, prepared
 from recstack.serving.data import HistoryReader, load_catalog
+from recstack.serving.recommender_service import FEED_SYNC_S
 from recstack.serving.retrieval import RetrievalConfig
 from recstack.storage import Store
 
@@ -88,6 +89,7 @@ def test_active_users_are_replanned_in_the_background(
         "event_id": uuid.uuid4().hex, "user_id": user, "item_id": top[0], "event_type": "like", "value": None,
         "timestamp": int(time.time() * 1000),
     }]))
+    time.sleep(FEED_SYNC_S)  # how soon a request sees what another writer stored
     history = service.history(user)
     version = service._version(user)
     assert service._planned(model, service.catalog, user, 10, None, [], None, version) is None  # stale: queued

@@ -17,7 +17,7 @@ from recstack.models.base import Recommender
 from recstack.serving.content import load_content
 from recstack.serving.data import load_catalog
 from recstack.serving.metrics import Metrics
-from recstack.serving.recommender_service import RecommendationService, ServingModel
+from recstack.serving.recommender_service import FEED_SYNC_S, RecommendationService, ServingModel
 from recstack.serving.retrieval import RetrievalConfig
 from recstack.storage import Store
 from recstack.storage.cache import MemoryCache
@@ -97,6 +97,7 @@ def test_a_posted_event_or_a_filter_sends_the_request_to_the_live_path(
     event = pd.DataFrame([{"event_id": uuid.uuid4().hex, "user_id": user, "item_id": top[0], "event_type": "like",
                            "value": None, "timestamp": int(time.time() * 1000)}])
     loaded.write_interactions(event)
+    time.sleep(FEED_SYNC_S)  # how soon a request sees what another writer stored
     history = service.history(user)
     assert service._planned(model, service.catalog, user, 10, None, [], history, -1) is None
     assert service._planned(model, service.catalog, user, 10, None, [], None, service._version(user)) is None
