@@ -66,7 +66,8 @@ def test_demo_ends_by_serving_the_api(tmp_path: Path) -> None:
             except httpx.TransportError:
                 if time.monotonic() > deadline:  # SIGABRT makes faulthandler print where every thread waits
                     server.send_signal(signal.SIGABRT)
-                    raise AssertionError("the demo's server never answered:\n" + server.communicate(timeout=30)[0])
+                    stacks = server.communicate(timeout=30)[0]
+                    raise AssertionError(f"the demo's server never answered:\n{stacks}") from None
                 time.sleep(0.3)
         assert response.json() == {"status": "ok"}
         assert httpx.get(f"http://127.0.0.1:{port}/dashboard/login", timeout=10).status_code == 200

@@ -4,6 +4,7 @@ active users are replanned in the background the same way."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from recstack.models.base import Recommender
 from recstack.serving.artefacts import open_artefact, prepare
 from recstack.serving.data import HistoryReader
 from recstack.serving.neighbours import DEPTH
+from recstack.serving.recommender_service import FEED_SYNC_S
 from recstack.serving.retrieval import RetrievalConfig
 from recstack.storage import Store, open_store
 
@@ -73,6 +75,30 @@ def test_item_neighbours_are_the_models_similar_items(loaded: Store, blend: Reco
         assert (neighbours.items[idx, n:] == -1).all()
 
 
+def test_similar_items_of_a_champion_without_embeddings_are_read_from_its_neighbours(
+    loaded: Store, blend: Recommender[Any]
+) -> None:
+    service = service_for(loaded, blend, RetrievalConfig())
+    model = service.model
+    assert model is not None and model.neighbours is not None and service.catalog is not None
+    asked = dataclasses.replace(model, neighbours=None)  # what the model's own similar_items answers
+    unavailable = set(service.catalog.ids[::4].tolist())
+    service.set_catalog(service.catalog.with_unavailable(unavailable))
+    allowed = service._aligned_for(model, service.catalog).available
+    for idx in (0, 7, len(blend.items) - 1):
+        item_id = str(blend.items.ids[idx])
+        mask = allowed.copy()
+        mask[idx] = False
+        assert model.neighbours.nearest(idx, mask, 10) is not None  # answered without asking the model
+        kept = service._model_neighbours(model, item_id, mask, 10)
+        assert kept is not None and not unavailable & set(kept.item_ids)
+        expected = service._model_neighbours(asked, item_id, mask, 10)
+        assert expected is not None and kept.item_ids == expected.item_ids
+        assert np.allclose(kept.scores, expected.scores)
+    deep = service._model_neighbours(model, str(blend.items.ids[0]), allowed, DEPTH + 5)
+    assert deep is not None and len(deep.item_ids) == DEPTH + 5  # past the kept depth: the model is asked
+
+
 def test_the_artefact_of_a_champion_without_embeddings_holds_its_plans(
     sqlite_url: str, world: World, blend: Recommender[Any], tmp_path: Path
 ) -> None:
@@ -107,6 +133,7 @@ def test_the_artefact_of_a_champion_without_embeddings_holds_its_plans(
             "event_id": uuid.uuid4().hex, "user_id": user, "item_id": top[0], "event_type": "like", "value": None,
             "timestamp": int(time.time() * 1000),
         }]))
+        time.sleep(FEED_SYNC_S)  # how soon a request sees what another writer stored
         version = service._version(user)
         assert service._planned(opened.model, catalog, user, 10, None, [], None, version) is None  # type: ignore[arg-type]
         assert service.refresh_plans() == 1

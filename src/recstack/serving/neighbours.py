@@ -71,3 +71,14 @@ class ItemNeighbours:
             n = int(np.count_nonzero(row >= 0))
             if n:
                 scores[row[:n]] += strength * weight * spread * 3.0 * self.scores[item_idx, :n]
+
+    def nearest(self, item_idx: int, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The `k` best allowed neighbours of `item_idx` (indices, similarities), or None when fewer than `k`
+        of the kept ones are allowed (the caller asks the model for a deeper list)."""
+        row = self.items[item_idx]
+        n = int(np.count_nonzero(row >= 0))
+        ids, sims = row[:n], self.scores[item_idx, :n]
+        keep = allowed[ids]
+        if int(np.count_nonzero(keep)) < k:
+            return None
+        return ids[keep][:k], sims[keep][:k]

@@ -329,7 +329,9 @@ class RecommendationService:
         return value
 
     def invalidate(self, user_ids: Iterable[str]) -> None:
-        """Make every cached answer of these users unreachable (their epoch changes)."""
+        """Make every cached answer of these users unreachable (their epoch changes); the next request also
+        looks at the store's newest row, so events this process stored count at once."""
+        self._feed_due = 0.0
         self._cache_call(invalidate_users, self.cache, user_ids, self.cache_ttl_s)
 
     # ---- recommendations --------------------------------------------------------------------------
@@ -674,6 +676,9 @@ class RecommendationService:
 
     @staticmethod
     def _model_neighbours(model: ServingModel, item_id: str, allowed: np.ndarray, k: int) -> Picked | None:
+        kept = model.neighbours.nearest(model.item_pos[item_id], allowed, k) if model.neighbours else None
+        if kept is not None:
+            return Picked([str(i) for i in model.item_ids[kept[0]]], kept[1].tolist(), [model.reason] * len(kept[0]))
         try:
             frame = model.model.similar_items(item_id, k=k + int((~allowed).sum()))
         except ConfigurationError:
