@@ -5,7 +5,7 @@ every answer served (cache hits too) is recorded. Recording is one deque append 
 request already has; a background thread hands each batch of answers, as they are, to the store, which
 keeps each as one row (its JSON checked and its items counted by the database, one transaction). The writer shares
 the GIL with the requests, so it does next to no Python work per answer, and nothing else: the ranking
-features of what was shown are computed from the impressions table by the loop
+features of what was shown are computed from the logged answers by the loop
 (`recstack.jobs.impression_features`), not here. The buffer is bounded: when the store falls behind, new
 answers are counted in `dropped` rather than held in memory, and a batch the store refuses is dropped with
 a warning (impressions are a measurement, never worth an outage).
