@@ -33,7 +33,8 @@ def body(n: int) -> bytes:
 
 
 class RowsOnly(ImpressionLog):
-    """The writer with the items taken apart in Python (the path a malformed batch falls back to)."""
+    """The writer with every body read in Python first (the path a batch with a body that is not JSON falls
+    back to)."""
 
     def _write(self, entries: list[Any]) -> int:
         answers = [(at, user, version, f"r{n}", raw) for n, (at, user, raw, version) in enumerate(entries)]

@@ -351,7 +351,8 @@ def impressions_cost(workdir: Path, seconds: float, rounds: int = 2) -> dict[str
 
     def count() -> int:
         with sqlite3.connect(workdir / "recstack.db") as conn:
-            return int(conn.execute("SELECT count(*) FROM impressions").fetchone()[0])
+            query = "SELECT coalesce(sum(json_array_length(body, '$.items')), 0) FROM served_answers"
+            return int(conn.execute(query).fetchone()[0])
 
     measured: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for _ in range(rounds):

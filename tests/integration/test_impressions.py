@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from recstack.serving.impressions import ImpressionLog
 from recstack.storage import Store
 from recstack.storage.impressions import IMPRESSION_COLUMNS, PositiveRule
+from recstack.storage.sql import SqlStore
 
 T = 1_750_000_000_000
 HOUR = 3_600_000
@@ -75,7 +76,7 @@ def test_impression_rows_go_in_one_transaction_and_read_back_in_order(store: Sto
     assert store.read_impressions(T + 10, T + 20).empty
 
 
-def test_answers_are_taken_apart_by_the_database_one_row_per_item_in_order(store: Store) -> None:
+def test_answers_are_stored_one_row_each_and_read_back_one_row_per_item_in_order(store: Store) -> None:
     def body(*items: str) -> bytes:
         return orjson.dumps({"user_id": "x", "items": [{"item_id": i, "score": 0.5, "reason": "é"} for i in items]})
 
@@ -86,14 +87,19 @@ def test_answers_are_taken_apart_by_the_database_one_row_per_item_in_order(store
         (T + 3, "u4", 3, "r4", orjson.dumps({"detail": "no items key"})),
     ])
     assert written == 4
-    back = store.read_impressions(T, T + 10)
-    assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False, name=None)] == [
+    expected = [
         (T, "u1", "a", 1, 3, "r1"), (T, "u1", "b", 2, 3, "r1"), (T, "u1", "c", 3, 3, "r1"),
         (T + 1, 'u"2é', "c", 1, None, "r\\2"),
     ]
-    for bad in (b"not json", orjson.dumps({"items": [{"score": 1.0}]})):
-        with pytest.raises(sa.exc.DBAPIError):  # the whole batch: the log falls back to parsing it itself
-            store.write_answer_impressions([(T + 5, "u5", 1, "r5", body("z")), (T + 5, "u6", 1, "r6", bad)])
+    back = store.read_impressions(T, T + 10).astype(object)
+    assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False)] == expected
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        assert conn.execute(sa.text("SELECT count(*) FROM served_answers")).scalar() == 4  # one row per answer
+    with pytest.raises(sa.exc.DBAPIError):  # not JSON: the whole batch fails, the log falls back to reading it
+        store.write_answer_impressions([(T + 5, "u5", 1, "r5", body("z")), (T + 5, "u6", 1, "r6", b"not json")])
+    assert len(store.read_impressions(T, T + 10)) == 4
+    # JSON, but an item without an id: stored as served (no item taken apart on writing), never read as one.
+    store.write_answer_impressions([(T + 6, "u7", 1, "r7", orjson.dumps({"items": [{"score": 1.0}]}))])
     assert len(store.read_impressions(T, T + 10)) == 4
 
 
@@ -123,3 +129,34 @@ def test_impression_log_buffer_is_bounded(store: Store) -> None:
         log.record("u1", body, 1)
     assert log.dropped == 3
     assert log.flush() == 2
+
+
+def test_the_migration_moves_per_item_rows_into_one_row_per_answer(store_url: str) -> None:
+    store = SqlStore(store_url)
+    store.migrate("0003")
+    old = [  # as the per-item table held them, not in position order
+        (T, "u1", "b", 2, 3, "r1"), (T, "u1", "a", 1, 3, "r1"), (T, "u1", "c", 3, 3, "r1"),
+        (T + 1, 'u"2é', "a", 1, None, "r2"), (T + 2, "u3", "d", 4, 3, "r3"),
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO impressions (served_at, user_id, item_id, position, model_version, request_id) "
+            "VALUES (:s, :u, :i, :p, :v, :r)"
+        ), [dict(zip("suipvr", row, strict=True)) for row in old])
+    store.migrate()
+    try:
+        assert store.revision() == "0004"
+        with store.engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("impressions")
+            answers = conn.execute(sa.text("SELECT request_id, body FROM served_answers ORDER BY id")).all()
+        assert [request for request, _ in answers] == ["r1", "r2", "r3"]
+        first = answers[0][1] if isinstance(answers[0][1], dict) else orjson.loads(answers[0][1])
+        assert [item["item_id"] for item in first["items"]] == ["a", "b", "c"]
+        back = store.read_impressions(T, T + 10)
+        assert [tuple(None if pd.isna(v) else v for v in row) for row in back.itertuples(index=False, name=None)] == [
+            (T, "u1", "a", 1, 3, "r1"), (T, "u1", "b", 2, 3, "r1"), (T, "u1", "c", 3, 3, "r1"),
+            (T + 1, 'u"2é', "a", 1, None, "r2"), (T + 2, "u3", "d", 4, 3, "r3"),
+        ]
+        assert sorted(store.feedback_rates(T, T + 10, HOUR)["impressions"].tolist()) == [1, 4]
+    finally:
+        store.close()

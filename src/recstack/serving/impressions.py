@@ -3,9 +3,9 @@
 The feedback loop's online rule compares champions by what users did with the items they were shown, so
 every answer served (cache hits too) is recorded. Recording is one deque append of the response bytes the
 request already has; a background thread hands each batch of answers, as they are, to the store, which
-takes their JSON apart in the database (one parameter row per answer, one transaction). The writer shares
+keeps each as one row (its JSON checked and its items counted by the database, one transaction). The writer shares
 the GIL with the requests, so it does next to no Python work per answer, and nothing else: the ranking
-features of what was shown are computed from the impressions table by the loop
+features of what was shown are computed from the logged answers by the loop
 (`recstack.jobs.impression_features`), not here. The buffer is bounded: when the store falls behind, new
 answers are counted in `dropped` rather than held in memory, and a batch the store refuses is dropped with
 a warning (impressions are a measurement, never worth an outage).
@@ -23,7 +23,7 @@ from typing import Final
 import orjson
 
 from recstack.storage import Store
-from recstack.storage.impressions import ImpressionRow, ServedAnswer
+from recstack.storage.impressions import ServedAnswer
 
 __all__ = ["ImpressionLog"]
 
@@ -115,27 +115,25 @@ class ImpressionLog:
             written = self.store.write_answer_impressions(answers)
             taken = len(answers)
         except Exception:
-            # Some body is not an answer: take them apart here and keep the good ones.
+            # Some body is not JSON: read them here and write the good ones.
             written, taken = self._write_rows(answers)
         self.answers += taken
         self.written += written
         return written
 
     def _write_rows(self, answers: list[ServedAnswer]) -> tuple[int, int]:
-        rows: list[ImpressionRow] = []
-        taken = 0
-        for served_at, user_id, version, request_id, body in answers:
+        good: list[ServedAnswer] = []
+        for answer in answers:
             try:
-                items = orjson.loads(body).get("items", [])
-                shown = [(served_at, user_id, str(item["item_id"]), position, version, request_id)
-                         for position, item in enumerate(items, start=1)]
+                items = orjson.loads(answer[4]).get("items", [])
+                if not all(isinstance(item, dict) and "item_id" in item for item in items):
+                    raise KeyError("item_id")
             except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
                 logger.debug("impression log: a body that is not an answer was skipped")
                 continue
-            taken += 1
-            rows.extend(shown)
+            good.append(answer)
         try:
-            return self.store.write_impression_rows(rows), taken
+            return self.store.write_answer_impressions(good), len(good)
         except Exception as exc:
             self.dropped += len(answers)
             logger.warning("impression log: dropped %d answers the store did not take: %s", len(answers), exc)

@@ -102,7 +102,8 @@ class SqlStore(ApiKeyRows):
             raise BackendUnavailable(f"cannot reach the store at {self.engine.url!r}: {exc.orig}") from exc
 
     # schema -----------------------------------------------------------------------------------------
-    def migrate(self) -> None:
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision` (the latest by default; an older one for testing a migration)."""
         from alembic import command
         from alembic.config import Config
 
@@ -111,7 +112,7 @@ class SqlStore(ApiKeyRows):
         try:
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, revision)
         except sa.exc.OperationalError as exc:
             raise BackendUnavailable(f"cannot reach the store at {self.engine.url!r}: {exc.orig}") from exc
 
@@ -372,47 +373,84 @@ class SqlStore(ApiKeyRows):
     def write_impression_rows(self, rows: Sequence[ImpressionRow]) -> int:
         if not rows:
             return 0
-        # The driver's executemany with plain tuples: every served answer lands here, and SQLAlchemy's
-        # per-row statement handling cost the serving process more CPU than the requests that made them.
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        sql = f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) VALUES ({', '.join([mark] * 6)})"
-        with self._connect() as conn:
-            conn.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
-        return len(rows)
+        # One answer per (served_at, user, version, request): rows that disagree on any of them stay apart, so a
+        # row breaking a constraint still fails the call. Each item keeps its own position.
+        answers: dict[tuple[int, str, int | None, str], list[tuple[int, str]]] = {}
+        for at, user, item, position, version, request in rows:
+            answers.setdefault((at, user, version, request), []).append((position, item))
+        return self.write_answer_impressions([
+            (at, user, version, request,
+             json.dumps({"items": [{"item_id": i, "position": p} for p, i in sorted(items)]}).encode())
+            for (at, user, version, request), items in answers.items()
+        ])
 
     def write_answer_impressions(self, answers: Sequence[ServedAnswer]) -> int:
         if not answers:
             return 0
-        # The database takes each answer's JSON apart (json_each / jsonb_array_elements), one parameter row
-        # per answer: no Python object per item in the serving process, and the work runs with the GIL free.
-        if self.dialect == "sqlite":
-            sql = (
-                f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) "
-                "SELECT ?, ?, json_extract(i.value, '$.item_id'), i.key + 1, ?, ? FROM json_each(?, '$.items') AS i"
-            )
-        else:
-            sql = (
-                f"INSERT INTO impressions ({', '.join(IMPRESSION_COLUMNS)}) "
-                "SELECT %s, %s, i.value ->> 'item_id', i.n, %s, %s "
-                "FROM jsonb_array_elements((%s)::jsonb -> 'items') WITH ORDINALITY AS i(value, n)"
-            )
+        # One row per answer, its body as is: no Python object per item in the serving process. The database
+        # checks it is JSON (SQLite's CHECK json_valid, PostgreSQL's jsonb) and counts its items in the same
+        # transaction, which is what the log reports as written.
         # As text: SQLite's JSON functions refuse a BLOB, PostgreSQL casts text, not bytea, to jsonb.
-        params = [(at, user, version, request, body.decode()) for at, user, version, request, body in answers]
         with self._connect() as conn:
-            result = conn.exec_driver_sql(sql, params)
-        return int(result.rowcount)
+            if self.dialect == "sqlite":
+                params = [(at, user, version, request, body.decode()) for at, user, version, request, body in answers]
+                inserted = conn.exec_driver_sql(
+                    "INSERT INTO served_answers (served_at, user_id, model_version, request_id, body) "
+                    "VALUES (?, ?, ?, ?, ?)", params,
+                ).rowcount
+                # This transaction holds the write lock: its rows are the last `inserted` row ids.
+                items = conn.exec_driver_sql(
+                    "SELECT sum(json_array_length(body, '$.items')) FROM served_answers "
+                    "WHERE id > last_insert_rowid() - ?", (inserted,),
+                ).scalar()
+            else:
+                at, user, version, request, body = (list(column) for column in zip(*answers, strict=True))
+                items = conn.exec_driver_sql(
+                    "WITH added AS (INSERT INTO served_answers (served_at, user_id, model_version, request_id, body) "
+                    "SELECT a, u, v, r, b::jsonb FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[], "
+                    "%s::text[]) AS x(a, u, v, r, b) RETURNING body) "
+                    "SELECT sum(CASE jsonb_typeof(body -> 'items') WHEN 'array' "
+                    "THEN jsonb_array_length(body -> 'items') END) FROM added",
+                    (at, user, version, request, [b.decode() for b in body]),
+                ).scalar()
+        return int(items or 0)
+
+    def _shown(self, start_ms: int, end_ms: int, model_versions: Iterable[int] | None) -> sa.Subquery:
+        """The impressions (`IMPRESSION_COLUMNS`) in the answers served in [start_ms, end_ms): each answer's
+        `items` expanded in the query, an item without an `item_id` skipped. An item's position is its own
+        (answers rebuilt from rows carry one) or its place in the array."""
+        if self.dialect == "sqlite":
+            items = "json_each(a.body, '$.items') AS i"
+            item = "CAST(json_extract(i.value, '$.item_id') AS TEXT)"
+            position = "coalesce(json_extract(i.value, '$.position'), i.key + 1)"
+        else:
+            # jsonb_array_elements refuses a non-array: an answer whose `items` is not one has none.
+            items = ("jsonb_array_elements(CASE jsonb_typeof(a.body -> 'items') WHEN 'array' THEN a.body -> 'items' "
+                     "END) WITH ORDINALITY AS i(value, n)")
+            item, position = "i.value ->> 'item_id'", "coalesce((i.value ->> 'position')::int, i.n)"
+        where = "a.served_at >= :start AND a.served_at < :end"
+        params: dict[str, Any] = {"start": int(start_ms), "end": int(end_ms)}
+        query = sa.text(
+            f"SELECT a.served_at, a.user_id, {item} AS item_id, {position} AS position, a.model_version, a.request_id "
+            f"FROM served_answers AS a CROSS JOIN {items} WHERE {where} AND {item} IS NOT NULL"
+            + (" AND a.model_version IN :versions" if model_versions is not None else "")
+        )
+        if model_versions is not None:
+            query = query.bindparams(sa.bindparam("versions", expanding=True))
+            params["versions"] = [int(v) for v in model_versions]
+        return query.bindparams(**params).columns(
+            sa.column("served_at", sa.BigInteger), sa.column("user_id", sa.String),
+            sa.column("item_id", sa.String), sa.column("position", sa.Integer),
+            sa.column("model_version", sa.Integer), sa.column("request_id", sa.String),
+        ).subquery("shown")
 
     def read_impressions(
         self, start_ms: int, end_ms: int, model_versions: Iterable[int] | None = None
     ) -> pd.DataFrame:
-        imp = t.impressions
-        query = (
-            sa.select(*[imp.c[name] for name in IMPRESSION_COLUMNS])
-            .where(imp.c.served_at >= int(start_ms), imp.c.served_at < int(end_ms))
-            .order_by(imp.c.served_at, imp.c.request_id, imp.c.position)
+        imp = self._shown(start_ms, end_ms, model_versions)
+        query = sa.select(*[imp.c[name] for name in IMPRESSION_COLUMNS]).order_by(
+            imp.c.served_at, imp.c.request_id, imp.c.position
         )
-        if model_versions is not None:
-            query = query.where(imp.c.model_version.in_([int(v) for v in model_versions]))
         with self._connect() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
@@ -430,7 +468,7 @@ class SqlStore(ApiKeyRows):
         model_versions: Iterable[int] | None = None,
     ) -> pd.DataFrame:
         rule = rule or PositiveRule()
-        imp, x = t.impressions, t.interactions
+        imp, x = self._shown(start_ms, end_ms, model_versions), t.interactions
         positive = sa.or_(
             x.c.event_type.in_(list(rule.event_types)),
             sa.and_(x.c.event_type == "watch", x.c.value >= rule.watch_min_s),
@@ -448,12 +486,9 @@ class SqlStore(ApiKeyRows):
                 sa.func.count().label("impressions"),
                 sa.func.sum(sa.case((hit, 1), else_=0)).label("positives"),
             )
-            .where(imp.c.served_at >= int(start_ms), imp.c.served_at < int(end_ms))
             .group_by(imp.c.model_version)
             .order_by(imp.c.model_version)
         )
-        if model_versions is not None:
-            query = query.where(imp.c.model_version.in_([int(v) for v in model_versions]))
         with self._connect() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=list(FEEDBACK_COLUMNS[:3]))

@@ -110,12 +110,13 @@ class Store(Protocol):
         """Append impressions (columns `storage.impressions.IMPRESSION_COLUMNS`); returns how many."""
 
     def write_impression_rows(self, rows: Sequence[ImpressionRow]) -> int:
-        """`write_impressions` for plain tuples, in one transaction (no DataFrame)."""
+        """`write_impressions` for plain tuples, in one transaction (no DataFrame); stored as answers, the rows
+        sharing (served_at, user_id, model_version, request_id) in one."""
 
     def write_answer_impressions(self, answers: Sequence[ServedAnswer]) -> int:
-        """The impressions of served answers (`storage.impressions.ServedAnswer`: one row per item of each
-        answer's JSON), all in one transaction, the JSON taken apart by the database; returns the rows
-        written. A body that is not such JSON fails the whole call. The serving writer's path."""
+        """Record served answers (`storage.impressions.ServedAnswer`), one row each with its JSON as served,
+        all in one transaction, nothing taken apart in Python; returns the impressions written (the items in
+        those answers). A body that is not JSON fails the whole call. The serving writer's path."""
 
     def read_impressions(
         self, start_ms: int, end_ms: int, model_versions: Iterable[int] | None = None

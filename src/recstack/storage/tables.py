@@ -84,18 +84,22 @@ quarantine = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
-impressions = sa.Table(
-    "impressions",
+# One row per answer served, its JSON as served: the readers expand `items` into impressions (one per item).
+# The body is JSON by the store's own check: JSONB on PostgreSQL, json_valid() on SQLite.
+AnswerBody = sa.Text().with_variant(postgresql.JSONB(), "postgresql")
+
+served_answers = sa.Table(
+    "served_answers",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("served_at", sa.BigInteger, nullable=False),
     sa.Column("user_id", sa.String(256), nullable=False),
-    sa.Column("item_id", sa.String(256), nullable=False),
-    sa.Column("position", sa.Integer, nullable=False),
     sa.Column("model_version", sa.Integer, nullable=True),
     sa.Column("request_id", sa.String(64), nullable=False),
-    sa.Index("ix_impressions_version_time", "model_version", "served_at"),
-    sa.Index("ix_impressions_time", "served_at"),
+    sa.Column("body", AnswerBody, nullable=False),
+    sa.CheckConstraint("json_valid(body)", name="ck_served_answers_body_json").ddl_if(dialect="sqlite"),
+    sa.Index("ix_served_answers_version_time", "model_version", "served_at"),
+    sa.Index("ix_served_answers_time", "served_at"),
 )
 
 api_keys = sa.Table(

@@ -78,13 +78,13 @@ def test_a_batch_the_store_refuses_is_dropped_and_counted_and_the_log_goes_on(sq
     log = ImpressionLog(store, batch_size=10)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE impressions RENAME TO impressions_away"))
+        conn.execute(sa.text("ALTER TABLE served_answers RENAME TO served_answers_away"))
     log.record("u1", answer("a", "b"), 1)
     log.record("u2", answer("c"), 1)
     assert log.flush() == 0
     assert (log.dropped, log.written) == (2, 0)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE impressions_away RENAME TO impressions"))
+        conn.execute(sa.text("ALTER TABLE served_answers_away RENAME TO served_answers"))
     engine.dispose()
     log.record("u3", answer("d"), 1)
     assert log.flush() == 1 and (log.dropped, log.written) == (2, 1)
