@@ -32,7 +32,7 @@ def interactions(n: int, start: int = 0) -> pd.DataFrame:
 
 class StoreContract:
     def test_schema_is_at_the_newest_revision(self, store: Store) -> None:
-        assert store.revision() == "0003"  # type: ignore[attr-defined]
+        assert store.revision() == "0004"  # type: ignore[attr-defined]
         store.migrate()  # idempotent
         assert store.counts() == {"users": 0, "items": 0, "interactions": 0, "quarantined": 0, "preferences": 0}
 
