@@ -38,7 +38,7 @@ class RowsOnly(ImpressionLog):
 
     def _write(self, entries: list[Any]) -> int:
         answers = [(at, user, version, f"r{n}", raw) for n, (at, user, raw, version) in enumerate(entries)]
-        written, taken = self._write_rows(answers)
+        written, taken = self._write_checked(answers)
         self.answers += taken
         self.written += written
         return written

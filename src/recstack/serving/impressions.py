@@ -116,12 +116,12 @@ class ImpressionLog:
             taken = len(answers)
         except Exception:
             # Some body is not JSON: read them here and write the good ones.
-            written, taken = self._write_rows(answers)
+            written, taken = self._write_checked(answers)
         self.answers += taken
         self.written += written
         return written
 
-    def _write_rows(self, answers: list[ServedAnswer]) -> tuple[int, int]:
+    def _write_checked(self, answers: list[ServedAnswer]) -> tuple[int, int]:
         good: list[ServedAnswer] = []
         for answer in answers:
             try:
