@@ -54,6 +54,9 @@ class _Placed:
     catalog: Catalog
     category_code: np.ndarray
     available: np.ndarray
+    # As Python objects: a request tests a few dozen rows one at a time.
+    codes: list[int]
+    usable: bytes
 
 
 class NewItems:
@@ -78,7 +81,7 @@ class NewItems:
         if placed is not None and placed.novel is novel and placed.catalog is catalog:
             return placed
         _, code, available = catalog.attributes(novel.ids, unknown_available=False)
-        placed = _Placed(novel, catalog, code, available)
+        placed = _Placed(novel, catalog, code, available, code.tolist(), available.astype(bool).tobytes())
         self._placed = placed
         return placed
 
@@ -128,19 +131,19 @@ class NewItems:
         self, novel: NovelItems, ranked: Ranked, depth: int, catalog: Catalog, picked: Picked, k: int,
         category: str | None, blocked: set[str],
     ) -> list[tuple[str, float]]:
-        rows, sims = ranked.rows[:depth], ranked.sims[:depth]
         placed = self._placed_for(novel, catalog)
-        usable = placed.available[rows]
-        if category is not None:
-            usable &= placed.category_code[rows] == catalog.codes.get(category, -2)
+        usable, codes, ids, wanted = placed.usable, placed.codes, novel.ids, k // 4
+        code = catalog.codes.get(category, -2) if category is not None else None
         chosen: list[tuple[str, float]] = []
         already = set(picked.item_ids)
-        for j, sim in zip(rows[usable].tolist(), sims[usable].tolist(), strict=True):
-            item_id = novel.ids[j]
+        for j, sim in zip(ranked.rows[:depth].tolist(), ranked.sims[:depth].tolist(), strict=True):
+            if not usable[j] or (code is not None and codes[j] != code):
+                continue
+            item_id = ids[j]
             if item_id in blocked or item_id in already:
                 continue
             chosen.append((item_id, sim))
-            if len(chosen) >= k // 4:
+            if len(chosen) >= wanted:
                 break
         return chosen
 

@@ -75,6 +75,8 @@ class ServingModel:
     index: ItemIndex | None
     user_pos: dict[str, int]
     item_pos: dict[str, int]
+    # The item ids as str, by model index: a plan's candidates become ids without a numpy round trip.
+    item_names: list[str]
     # Without embeddings: every item's neighbours, through which feedback signals shift the model's scores.
     neighbours: ItemNeighbours | None = None
 
@@ -105,6 +107,7 @@ class ServingModel:
     ) -> ServingModel:
         """`model` with vectors and index prepared elsewhere (memory-mapped from the serving artefact)."""
         items = model.items
+        names = [str(v) for v in items.ids.tolist()]
         return cls(
             model=model,
             version=version,
@@ -118,7 +121,8 @@ class ServingModel:
             unit_items=unit_items,
             index=index,
             user_pos={str(u): i for i, u in enumerate(model.users.ids.tolist())},
-            item_pos={str(v): i for i, v in enumerate(items.ids.tolist())},
+            item_pos={v: i for i, v in enumerate(names)},
+            item_names=names,
             neighbours=neighbours,
         )
 
@@ -145,6 +149,9 @@ class _Aligned:
     category_code: np.ndarray
     available: np.ndarray
     unavailable_share: float
+    # `available` as bytes: a request tests a few dozen items one at a time, where numpy's per-element
+    # indexing costs more than the whole test.
+    usable: bytes
 
 
 @dataclass(frozen=True)
@@ -524,23 +531,27 @@ class RecommendationService:
                     self._replan[user_id] = uidx
         if plan is None:
             return None
-        available, item_ids = self._aligned_for(model, catalog).available, model.item_ids
-        candidates = plan.candidates
-        candidates = candidates[: int(np.count_nonzero(candidates >= 0))]
-        keep = available[candidates]
-        ids = item_ids[candidates[keep]].tolist()
-        scores = plan.scores[: len(candidates)][keep].tolist()
+        usable, names = self._aligned_for(model, catalog).usable, model.item_names
         # The history items were left out when planning; a read history is checked again so the filter never
         # rests on a hash (the change feed's versions are exact).
         skip = {*history.item_ids, *exclude} if history is not None else set(exclude)
-        if skip:
-            pairs = [(i, s) for i, s in zip(ids, scores, strict=True) if i not in skip][:k]
-            ids, scores = [i for i, _ in pairs], [s for _, s in pairs]
+        positions: list[int] = []
+        ids: list[str] = []
+        scores: list[float] = []
+        for position, score in zip(plan.candidates.tolist(), plan.scores.tolist(), strict=True):
+            if position < 0:
+                break
+            if not usable[position] or names[position] in skip:
+                continue
+            positions.append(position)
+            ids.append(names[position])
+            scores.append(score)
+            if len(ids) == k:
+                break
         if len(ids) < k:
             return None
-        ids = ids[:k]
-        reasons = (model.model.explain(uidx, model.item_positions(ids)) if uidx >= 0 else None) or [model.reason] * k
-        return Picked([str(i) for i in ids], scores[:k], reasons), plan, history
+        explained = model.model.explain(uidx, np.asarray(positions, dtype=np.int64)) if uidx >= 0 else None
+        return Picked(ids, scores, explained or [model.reason] * k), plan, history
 
     def _from_model(
         self, model: ServingModel, catalog: Catalog, user_id: str, k: int, category: str | None,
@@ -699,7 +710,8 @@ def unit_vectors(vectors: np.ndarray) -> np.ndarray:
 
 def _align(model: ServingModel, catalog: Catalog) -> _Aligned:
     pos, code, available = catalog.attributes(model.item_ids, unknown_available=True)
-    return _Aligned(model, catalog, pos, code, available, float(1.0 - available.mean()) if len(pos) else 0.0)
+    share = float(1.0 - available.mean()) if len(pos) else 0.0
+    return _Aligned(model, catalog, pos, code, available, share, available.astype(bool).tobytes())
 
 
 def frame_of(records: list[dict[str, Any]]) -> pd.DataFrame:
