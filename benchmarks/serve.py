@@ -399,11 +399,17 @@ def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throu
     host = "127.0.0.1"
     rng = random.Random(5)
     rng.shuffle(user_ids)
-    # Enough distinct users for every uncached request at full scale; only a small run wraps around.
-    fresh = itertools.cycle(user_ids)
+    # Enough distinct users for every uncached request at full scale. A small run wraps around: each later
+    # pass excludes an item that does not exist, a new cache key for the same work, so it stays uncached.
+    drawn = itertools.count()
 
     def take(n: int) -> list[str]:
-        return [f"/v1/users/{next(fresh)}/recommendations?k=10" for _ in range(n)]
+        paths = []
+        for _ in range(n):
+            passed, at = divmod(next(drawn), len(user_ids))
+            suffix = f"&exclude=_pass{passed}" if passed else ""
+            paths.append(f"/v1/users/{user_ids[at]}/recommendations?k=10{suffix}")
+        return paths
 
     results: dict[str, Any] = {}
     load(host, port, ["/healthz"] * 2000, 4, 2)  # warm-up: connections, code paths
@@ -436,7 +442,8 @@ def client_main(port: int, user_ids: list[str], seconds: float, out: Path, throu
     load(host, port, list(hot), 4, 10)  # fill the cache for these users
     results["cached_latency"] = load(host, port, hot * 400, 2, seconds)
     results["cached_throughput"] = load(host, port, hot * 400, 16, seconds / 2)
-    results["event_to_effect"] = event_to_effect(f"http://{host}:{port}", [next(fresh) for _ in range(30)], {})
+    users = [user_ids[next(drawn) % len(user_ids)] for _ in range(30)]
+    results["event_to_effect"] = event_to_effect(f"http://{host}:{port}", users, {})
     out.write_text(json.dumps(results, indent=2))
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -393,10 +394,15 @@ class SqlStore(ApiKeyRows):
         # As text: SQLite's JSON functions refuse a BLOB, PostgreSQL casts text, not bytea, to jsonb.
         with self._connect() as conn:
             if self.dialect == "sqlite":
-                params = [(at, user, version, request, body.decode()) for at, user, version, request, body in answers]
+                # The batch as one JSON array and one statement: executemany would hand the GIL back and forth
+                # with the serving thread once per row.
+                batch = orjson.dumps([[at, user, version, request, body.decode()]
+                                      for at, user, version, request, body in answers]).decode()
                 inserted = conn.exec_driver_sql(
                     "INSERT INTO served_answers (served_at, user_id, model_version, request_id, body) "
-                    "VALUES (?, ?, ?, ?, ?)", params,
+                    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+                    "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?) ORDER BY key",
+                    (batch,),
                 ).rowcount
                 # This transaction holds the write lock: its rows are the last `inserted` row ids.
                 items = conn.exec_driver_sql(
