@@ -97,20 +97,21 @@ class ContentIndex:
         norm = float(np.linalg.norm(summed))
         return (summed / norm).astype(np.float32) if norm > 0 else None
 
-    def profiles(self, liked: list[tuple[list[str], list[float]]]) -> tuple[np.ndarray, np.ndarray]:
-        """`profile` of many users at once, as rows (zero where it would be None), and which rows have one."""
-        lookup = self.position
-        users, rows, weights = [], [], []
-        for user, (ids, ws) in enumerate(liked):
-            for item_id, weight in zip(ids, ws, strict=True):
-                row = lookup.get(item_id)
-                if row is not None and weight > 0:
-                    users.append(user)
-                    rows.append(row)
-                    weights.append(weight)
-        matrix = sp.csr_matrix(
-            (np.asarray(weights, dtype=np.float32), (users, rows)), shape=(len(liked), len(self.ids))
-        )
+    @functools.cached_property
+    def _row_index(self) -> pd.Index:
+        return pd.Index(self.ids, dtype=object)
+
+    def profiles(self, ptr: np.ndarray, item_ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`profile` of many users at once, given as CSR (user u's items are `item_ids[ptr[u]:ptr[u + 1]]`),
+        as rows (zero where it would be None), and which rows have one. Vectorised: at start-up this runs
+        over every user's profile items, millions of them."""
+        n_users = len(ptr) - 1
+        rows = self._row_index.get_indexer(np.asarray(item_ids, dtype=object))
+        bounds = np.asarray(ptr, dtype=np.int64)
+        users = np.repeat(np.arange(n_users), bounds[1:] - bounds[:-1])
+        weights = np.asarray(weights, dtype=np.float32)
+        keep = (rows >= 0) & (weights > 0)
+        matrix = sp.csr_matrix((weights[keep], (users[keep], rows[keep])), shape=(n_users, len(self.ids)))
         summed = np.asarray(matrix @ self.vectors, dtype=np.float32)
         norms = np.linalg.norm(summed, axis=1)
         has = norms > 0

@@ -152,12 +152,13 @@ class UserPlans:
         none: the novel items are whatever this process's content index lacks in the champion), so a
         request's content mix is a lookup rather than a search. Users in chunks, so the profiles never
         take more than `chunk` rows of memory. False when there is nothing to rank."""
-        liked = [
-            (self.liked_ids[a:b].tolist(), self.liked_weights[a:b].tolist())
-            for a, b in zip(self.liked_ptr[:-1].tolist(), self.liked_ptr[1:].tolist(), strict=True)
-        ]
-        parts = [_novel_ranks(self.model, new_items, liked[start : start + chunk], NOVEL_DEPTH)
-                 for start in range(0, len(liked), chunk)]
+        ptr, n_users = self.liked_ptr, len(self.liked_ptr) - 1
+        parts = []
+        for start in range(0, n_users, chunk):
+            end = min(start + chunk, n_users)
+            a, b = int(ptr[start]), int(ptr[end])
+            part = (ptr[start : end + 1] - a, self.liked_ids[a:b], self.liked_weights[a:b])
+            parts.append(_novel_ranks(self.model, new_items, part, NOVEL_DEPTH))
         if not parts or any(part is None for part in parts):
             return False
         ranks = [part for part in parts if part is not None]
@@ -202,17 +203,18 @@ class _NovelRanks:
 
 
 def _novel_ranks(
-    model: ServingModel, new_items: NewItems, liked: list[tuple[list[str], list[float]]], depth: int
+    model: ServingModel, new_items: NewItems, liked: tuple[np.ndarray, np.ndarray, np.ndarray], depth: int
 ) -> _NovelRanks | None:
-    """`NewItems.rank` of every user's content profile, in batch (None without content or novel items)."""
+    """`NewItems.rank` of every user's content profile (`liked`: CSR pointers, item ids, weights), in batch
+    (None without content or novel items)."""
     content = new_items.content
     if content is None:
         return None
     novel = new_items.novel_for(model, model.item_pos, content)
     if not novel.ids:
         return None
-    n_users = len(liked)
-    profiles, has = content.profiles(liked)
+    n_users = len(liked[0]) - 1
+    profiles, has = content.profiles(*liked)
     depth = min(depth, len(novel.ids))
     out_rows = np.full((n_users, depth), -1, dtype=np.int32)
     out_sims = np.zeros((n_users, depth), dtype=np.float32)
@@ -362,6 +364,9 @@ def build_plans(
     else:
         planned, candidates, scores = _scored(model, np.arange(n_users), usable, history_rows, size, cfg, progress)
     counts = np.array([len(ids) for ids, _ in liked], dtype=np.int64)
+    flat_ptr = np.concatenate([[0], np.cumsum(counts)])
+    flat_ids = np.array([i for ids, _ in liked for i in ids], dtype=str)
+    flat_weights = np.array([w for _, weights in liked for w in weights], dtype=np.float32)
     unknown_counts = np.zeros(n_users, dtype=np.int64)
     for uidx, ids in unknown.items():
         unknown_counts[uidx] = len(ids)
@@ -372,10 +377,11 @@ def build_plans(
         planned=planned,
         candidates=candidates,
         scores=scores,
-        liked_ptr=np.concatenate([[0], np.cumsum(counts)]),
-        liked_ids=np.array([i for ids, _ in liked for i in ids], dtype=str),
-        liked_weights=np.array([w for _, weights in liked for w in weights], dtype=np.float32),
-        novel=_novel_ranks(model, new_items, liked, NOVEL_DEPTH) if new_items is not None else None,
+        liked_ptr=flat_ptr,
+        liked_ids=flat_ids,
+        liked_weights=flat_weights,
+        novel=(_novel_ranks(model, new_items, (flat_ptr, flat_ids, flat_weights), NOVEL_DEPTH)
+               if new_items is not None else None),
         build_seconds=time.perf_counter() - started,
         watermark=-1 if watermark is None else watermark,
         unknown_ptr=np.concatenate([[0], np.cumsum(unknown_counts)]),
