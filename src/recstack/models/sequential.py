@@ -27,7 +27,7 @@ MovieLens-latest-small, protocol T). Kept is the latest epoch whose validation N
 `keep_within` standard errors (over the validation users) of the best so far: a hundred-odd validation
 users cannot tell epochs of a smoothly averaged model apart (one standard error was 0.015–0.019 there,
 more than any change from one epoch to the next), and on a temporal test the most-trained weights did
-best (the top epoch by validation was epoch 5 of 9 once: 0.154 on the test, the last one 0.166). The kept
+best (the top epoch by validation was the 5th once: 0.154 on the test, the last, the 9th, 0.166). The kept
 weights are then optionally trained `refit_epochs` more on the whole sequences. After training each
 user's whole history is encoded once — the last state, blended with the mean of all its states (the
 long-term profile) by a weight chosen on the validation users — so `score` is a product of user and item
@@ -67,10 +67,9 @@ class SASRecConfig(RecommenderConfig):
     data after early stopping; `average_decay` the per-step decay of the weights' moving average that is
     validated, kept and served (0: the raw weights); `keep_within` how many standard errors of the
     validation NDCG@10 below the best epoch a later epoch may score and still be the one kept (0: the best
-    epoch); `profile_weight` the long-term profile's weight in the
-    user vector (None: chosen on validation from `PROFILE_GRID`); `threads` torch's threads (see
-    `recstack.models._torch.seeded`: one, as the encoder is too small to split and a shared machine turns a
-    second thread into waiting)."""
+    epoch); `profile_weight` the long-term profile's weight in the user vector (None: chosen on validation
+    from `PROFILE_GRID`); `threads` torch's threads (see `recstack.models._torch.seeded`: one, as the encoder
+    is too small to split and a shared machine turns a second thread into waiting)."""
 
     dim: int = Field(default=64, ge=8)
     max_len: int = Field(default=50, ge=2)
