@@ -30,6 +30,7 @@ __all__ = [
     "next_item_loss",
     "require_torch",
     "seeded",
+    "validation_gains",
     "validation_ndcg",
 ]
 
@@ -163,8 +164,17 @@ def import_state(module: torch.nn.Module, state: dict[str, Any]) -> None:
 def validation_ndcg(scores: np.ndarray, seen_rows: list[np.ndarray], targets: list[np.ndarray], k: int = 10) -> float:
     """Mean NDCG@k (binary gains) of each user's held-out items `targets`, the user's earlier items
     (`seen_rows`) excluded from the ranking; rows of `scores` are users, columns items."""
+    gains = validation_gains(scores, seen_rows, targets, k)
+    return float(gains.mean()) if len(gains) else 0.0
+
+
+def validation_gains(
+    scores: np.ndarray, seen_rows: list[np.ndarray], targets: list[np.ndarray], k: int = 10
+) -> np.ndarray:
+    """Each user's NDCG@k as in `validation_ndcg`, so a caller can tell a better epoch from the metric's own
+    noise (their standard error)."""
     if not len(targets):
-        return 0.0
+        return np.zeros(0)
     scores = scores.copy()
     for row, seen in enumerate(seen_rows):
         scores[row, seen] = -np.inf
@@ -180,7 +190,7 @@ def validation_ndcg(scores: np.ndarray, seen_rows: list[np.ndarray], targets: li
         hits = np.isin(order[row], wanted)
         ideal = discounts[: min(len(wanted), k)].sum()
         gains.append(float((discounts[: hits.size] * hits).sum() / ideal) if ideal > 0 else 0.0)
-    return float(np.mean(gains))
+    return np.asarray(gains)
 
 
 def held_out(sequences: list[np.ndarray], fraction: float, limit: int, seed: int) -> tuple[list[int], list[int]]:
