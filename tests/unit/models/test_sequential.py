@@ -170,23 +170,23 @@ def test_clock_keeps_room_for_the_refit_epochs() -> None:
     assert roomy.record(0.1) == (True, True)
 
 
-def test_refit_and_profile_weight_still_predict_the_next_item() -> None:
+def _fits_next_item(**params: Any) -> SASRec:
+    """SASRec fitted on the cycles with `params`, checked to predict each user's next item."""
     frame = _cycles()
-    model = SASRec(**{**FAST, "refit_epochs": 2, "horizon": 1}).fit(frame)
+    model = SASRec(**{**FAST, **params}).fit(frame)
     recs = model.recommend(frame["user_id"].unique(), k=1)
     last = frame.groupby("user_id")["item_id"].last()
     expected = {u: f"i{(int(last[u][1:]) + 1) % 40}" for u in last.index}
     hits = np.mean([expected[u] == i for u, i in zip(recs["user_id"], recs["item_id"], strict=True)])
     assert hits > 0.8, hits
+    return model
+
+
+def test_refit_and_profile_weight_still_predict_the_next_item() -> None:
+    model = _fits_next_item(refit_epochs=2, horizon=1)
     assert model.profile_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def test_weight_average_still_predicts_the_next_item() -> None:
-    frame = _cycles()
-    model = SASRec(**{**FAST, "average_decay": 0.9, "refit_epochs": 1}).fit(frame)
-    recs = model.recommend(frame["user_id"].unique(), k=1)
-    last = frame.groupby("user_id")["item_id"].last()
-    expected = {u: f"i{(int(last[u][1:]) + 1) % 40}" for u in last.index}
-    hits = np.mean([expected[u] == i for u, i in zip(recs["user_id"], recs["item_id"], strict=True)])
-    assert hits > 0.8, hits
+    model = _fits_next_item(average_decay=0.9, refit_epochs=1)
     np.testing.assert_allclose(model.network().item_matrix().detach().numpy(), model.item_embeddings())
