@@ -188,6 +188,27 @@ def test_ratings_get_a_weighting_chosen_on_validation_for_every_member(platform:
         assert member.weighting_ is not None and member.weighting_.model_dump(mode="json") == chosen
 
 
+def test_members_read_the_values_through_the_chosen_weighting_not_autos_own(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    rated = platform.train[["user_id", "item_id"]].assign(value=rng.integers(1, 6, len(platform.train)).astype(float))
+    given: list[bool] = []
+    original = Recommender.fit
+
+    def spy(self: Recommender[Any], interactions: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(self, AutoRecommender):
+            given.append("weight" in interactions)
+        return original(self, interactions, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "fit", spy)
+    AutoRecommender(**SMALL).fit(rated)
+    assert given and not any(given)
+    given.clear()
+    AutoRecommender(**SMALL).fit(rated.assign(weight=1.0))  # a caller's own weights are kept
+    assert given and all(given)
+
+
 def test_watch_time_data_has_one_reading_and_no_weighting_step(platform: Platform) -> None:
     train, _ = _watch_time_data()
     model = AutoRecommender(**{**SMALL, "candidates": ["rp3beta"]}).fit(train)

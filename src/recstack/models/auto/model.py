@@ -44,6 +44,10 @@ class AutoRecommender(Recommender[AutoConfig]):
     def _fit(self, data: TrainingData) -> None:
         cfg = self.config
         frame = data.interactions[[c for c in data.interactions.columns if c not in ("user_idx", "item_idx")]]
+        if self.config.weighting is None and self.weighting_ is not None:
+            # `weight` here is auto's own inferred reading, not the caller's; passed on, it would override
+            # every member's `weighting` and make the weighting search a no-op.
+            frame = frame.drop(columns="weight")
         items_frame = _items_frame(data)
         run = AutoRun.start(cfg, frame, self.progress)
         fit_part, _ = run.split(frame, cfg.tuning_ratio)
