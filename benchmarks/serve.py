@@ -318,7 +318,7 @@ def _metric_sum(base: str, name: str) -> float:
                if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
 
 
-def wait_idle(pid: int, timeout: float = 120.0, busy_share: float = 0.15, quiet_s: int = 3) -> float:
+def wait_idle(pid: int, timeout: float = 600.0, busy_share: float = 0.15, quiet_s: int = 3) -> float:
     """Seconds until the server (and its workers) used under `busy_share` of a CPU in each of `quiet_s`
     consecutive seconds: its background start-up work (catalogue, trending, content index, novel ranks) done,
     so that it does not fall inside one arm of a comparison and not the other. Consecutive, because the
