@@ -52,8 +52,6 @@ class _Placed:
 
     novel: NovelItems
     catalog: Catalog
-    category_code: np.ndarray
-    available: np.ndarray
     # As Python objects: a request tests a few dozen rows one at a time.
     codes: list[int]
     usable: bytes
@@ -81,7 +79,7 @@ class NewItems:
         if placed is not None and placed.novel is novel and placed.catalog is catalog:
             return placed
         _, code, available = catalog.attributes(novel.ids, unknown_available=False)
-        placed = _Placed(novel, catalog, code, available, code.tolist(), available.astype(bool).tobytes())
+        placed = _Placed(novel, catalog, code.tolist(), available.astype(bool).tobytes())
         self._placed = placed
         return placed
 

@@ -219,8 +219,8 @@ def _novel_ranks(
     depth = min(depth, len(novel.ids))
     # Faiss's exact inner-product search keeps the best depth + 1 in a heap, five times faster than a numpy
     # partition of every user's row; one more than kept says whether more than `depth` are close enough.
-    sims, top = faiss.knn(profiles, np.ascontiguousarray(novel.vectors, dtype=np.float32), depth + 1,
-                          metric=faiss.METRIC_INNER_PRODUCT) if len(novel.ids) > depth else _all(profiles, novel)
+    sims, top = faiss.knn(profiles, np.ascontiguousarray(novel.vectors, dtype=np.float32),
+                          min(depth + 1, len(novel.ids)), metric=faiss.METRIC_INNER_PRODUCT)
     sims[~has] = -np.inf
     complete = sims[:, depth] < MIN_SIMILARITY if sims.shape[1] > depth else np.ones(n_users, dtype=bool)
     sims, top = sims[:, :depth], top[:, :depth]
@@ -231,12 +231,6 @@ def _novel_ranks(
     out_rows = np.where(close, top, -1).astype(np.int32)
     out_sims = np.where(close, sims, 0.0).astype(np.float32)
     return _NovelRanks(novel, out_rows, out_sims, (out_rows >= 0).sum(axis=1).astype(np.int32), complete)
-
-
-def _all(profiles: np.ndarray, novel: NovelItems) -> tuple[np.ndarray, np.ndarray]:
-    """Every novel row's similarity to each profile, with its row (fewer novel items than ranked)."""
-    sims = np.asarray(profiles @ novel.vectors.T, dtype=np.float32)
-    return sims, np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
 
 
 def _user_inputs(
